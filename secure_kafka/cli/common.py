@@ -1,0 +1,38 @@
+"""What every command shares: error reporting, passphrase prompting, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from ..errors import SecureKafkaError
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Maps ``SecureKafkaError`` to its one-line message on stderr and exit status 1."""
+    try:
+        yield
+    except SecureKafkaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def prompt_passphrase(env: str) -> str | None:
+    """Asks on a terminal; returns None when there is none (non-interactive runs)."""
+    if not sys.stdin.isatty():
+        return None
+    return typer.prompt(f"Passphrase of environment {env!r}", hide_input=True)
+
+
+def echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def progress(message: str) -> None:
+    """Progress of long operations goes to stderr, so stdout stays parseable."""
+    typer.echo(message, err=True)

@@ -1,0 +1,1 @@
+"""Engines apply a ``ClusterPlan``: directly with the Docker SDK, or through Pulumi."""

@@ -1,0 +1,248 @@
+"""The direct Docker engine: applies a ``ClusterPlan`` with the Docker SDK.
+
+Idempotent: a container whose spec hash label matches the plan and that is running is
+left alone; anything else of the environment is replaced. Objects are found by labels, so
+``down`` and ``status`` need only the environment's name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from ..errors import SecureKafkaError
+from ..fsutil import write_atomic
+from ..plan import (
+    LABEL_ENV,
+    LABEL_NODE,
+    LABEL_PROJECT,
+    LABEL_ROLE,
+    LABEL_SPEC_HASH,
+    ClusterPlan,
+    ContainerSpec,
+    spec_hash,
+)
+from ..proc import Progress, quiet
+
+NANOS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    role: str
+    container: str
+    state: str  # running, exited, ...
+    health: str  # healthy, starting, unhealthy, none
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "running" and self.health == "healthy"
+
+
+class DockerEngine:
+    def __init__(self, client: docker.DockerClient, project_root: Path, progress: Progress = quiet):
+        self.client = client
+        self.api = client.api
+        self.root = project_root
+        self.progress = progress
+
+    # --- apply ---------------------------------------------------------------------------
+
+    def apply(self, plan: ClusterPlan, health_timeout_s: float = 180) -> dict[str, str]:
+        """Brings the environment to the plan; returns ``{node: "created"|"replaced"|"unchanged"}``."""
+        self._ensure_network(plan)
+        for volume in plan.volumes:
+            self._ensure_volume(volume, plan.labels)
+        outcome: dict[str, str] = {}
+        # ZooKeeper must answer before brokers start, or they exit on a connection timeout.
+        for role in ("zookeeper", "broker"):
+            specs = [s for s in plan.containers if s.role == role]
+            for spec in specs:
+                outcome[spec.node] = self._apply_container(plan, spec)
+            self.wait_healthy([s.name for s in specs], health_timeout_s)
+        return outcome
+
+    def _ensure_network(self, plan: ClusterPlan) -> None:
+        if not self.api.networks(names=[plan.network]):
+            self.progress(f"network {plan.network}: creating")
+            self.api.create_network(plan.network, driver="bridge", labels=plan.labels, check_duplicate=True)
+
+    def _ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        try:
+            self.api.inspect_volume(name)
+        except docker.errors.NotFound:
+            self.progress(f"volume {name}: creating")
+            self.api.create_volume(name, labels=labels)
+
+    def _write_files(self, spec: ContainerSpec) -> None:
+        """Writes rendered files, leaving unchanged ones untouched (no mtime churn)."""
+        for file in spec.files:
+            path = self.root / file.path
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                os.chown(path.parent, file.uid, file.uid)
+            if path.exists() and path.read_text() == file.content:
+                continue
+            write_atomic(path, file.content, mode=file.mode, uid=file.uid if os.geteuid() == 0 else None)
+
+    def _apply_container(self, plan: ClusterPlan, spec: ContainerSpec) -> str:
+        want = spec_hash(spec)
+        existing = self._inspect(spec.name)
+        if existing is not None:
+            same = existing["Config"]["Labels"].get(LABEL_SPEC_HASH) == want
+            if same and existing["State"]["Running"]:
+                self.progress(f"{spec.node}: unchanged")
+                return "unchanged"
+            self.progress(f"{spec.node}: {'starting' if same else 'plan changed, replacing'}")
+            self._write_files(spec)
+            if same:
+                self.api.start(spec.name)
+                return "started"
+            self.api.remove_container(spec.name, force=True)
+        else:
+            self._write_files(spec)
+        self._check_ports_free(spec)
+        self._create(plan, spec, want)
+        self.progress(f"{spec.node}: starting")
+        self.api.start(spec.name)
+        return "replaced" if existing is not None else "created"
+
+    def _create(self, plan: ClusterPlan, spec: ContainerSpec, want_hash: str) -> None:
+        mounts, tmpfs = [], {}
+        for m in spec.mounts:
+            if m.kind == "tmpfs":
+                tmpfs[m.target] = "rw,nosuid,nodev,size=256m,mode=1777"
+            else:
+                mounts.append(docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only))
+        port_bindings = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports}
+        host_config = self.api.create_host_config(
+            mounts=mounts,
+            tmpfs=tmpfs or None,
+            port_bindings=port_bindings or None,
+            read_only=spec.read_only_rootfs,
+            cap_drop=list(spec.cap_drop),
+            security_opt=list(spec.security_opt),
+            mem_limit=f"{spec.mem_limit_mb}m" if spec.mem_limit_mb else None,
+            nano_cpus=spec.nano_cpus,
+            pids_limit=spec.pids_limit,
+            restart_policy={"Name": spec.restart_policy},
+            network_mode=plan.network,
+        )
+        healthcheck = None
+        if hc := spec.healthcheck:
+            healthcheck = {
+                "test": list(hc.test),
+                "interval": hc.interval_s * NANOS,
+                "timeout": hc.timeout_s * NANOS,
+                "retries": hc.retries,
+                "start_period": hc.start_period_s * NANOS,
+            }
+        networking = self.api.create_networking_config(
+            {plan.network: self.api.create_endpoint_config(aliases=[spec.node])}
+        )
+        try:
+            self.api.create_container(
+                spec.image,
+                command=list(spec.command),
+                name=spec.name,
+                hostname=spec.hostname,
+                user=spec.user,
+                environment=spec.env,
+                labels={**spec.labels, LABEL_SPEC_HASH: want_hash},
+                ports=[p.container_port for p in spec.ports] or None,
+                healthcheck=healthcheck,
+                host_config=host_config,
+                networking_config=networking,
+            )
+        except docker.errors.ImageNotFound:
+            raise SecureKafkaError(f"image {spec.image} not found: run `secure-kafka image build`") from None
+
+    def _check_ports_free(self, spec: ContainerSpec) -> None:
+        for port in spec.ports:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((port.host_ip, port.host_port))
+                except OSError:
+                    raise SecureKafkaError(
+                        f"port {port.host_ip}:{port.host_port} for {spec.node} is taken: free it or change portBase"
+                    ) from None
+
+    # --- health --------------------------------------------------------------------------
+
+    def _inspect(self, name: str) -> dict | None:
+        try:
+            return self.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+
+    def logs_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            return self.api.logs(name, tail=lines).decode(errors="replace")
+        except docker.errors.APIError:
+            return ""
+
+    def wait_healthy(self, names: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                info = self._inspect(name)
+                if info is None:
+                    raise SecureKafkaError(f"container {name} disappeared while starting")
+                state = info["State"]
+                if not state["Running"] or state.get("Restarting"):
+                    raise self._failure(name, f"exited with status {state.get('ExitCode')}")
+                if state.get("Health", {}).get("Status") == "healthy":
+                    self.progress(f"{name}: healthy")
+                    pending.remove(name)
+            if pending and time.monotonic() > deadline:
+                raise self._failure(pending[0], f"not healthy after {timeout_s:.0f} s")
+            if pending:
+                time.sleep(1)
+
+    def _failure(self, name: str, what: str) -> SecureKafkaError:
+        tail = " | ".join(line for line in self.logs_tail(name, 8).splitlines() if line.strip())
+        return SecureKafkaError(f"{name} {what}; last log lines: {tail}")
+
+    # --- status and teardown -------------------------------------------------------------
+
+    def _env_filter(self, env: str) -> dict:
+        return {"label": [f"{LABEL_PROJECT}=secure-kafka", f"{LABEL_ENV}={env}"]}
+
+    def status(self, env: str) -> list[NodeStatus]:
+        result = []
+        for c in self.api.containers(all=True, filters=self._env_filter(env)):
+            info = self.api.inspect_container(c["Id"])
+            labels = info["Config"]["Labels"]
+            result.append(
+                NodeStatus(
+                    name=labels.get(LABEL_NODE, "?"),
+                    role=labels.get(LABEL_ROLE, "?"),
+                    container=info["Name"].lstrip("/"),
+                    state=info["State"]["Status"],
+                    health=info["State"].get("Health", {}).get("Status", "none"),
+                )
+            )
+        return sorted(result, key=lambda s: (s.role != "zookeeper", s.name))
+
+    def down(self, env: str, purge: bool = False) -> None:
+        """Removes the environment's containers and network; volumes too with ``purge``."""
+        filters = self._env_filter(env)
+        for c in self.api.containers(all=True, filters=filters):
+            self.progress(f"container {c['Names'][0].lstrip('/')}: removing")
+            self.api.remove_container(c["Id"], force=True)
+        for net in self.api.networks(filters=filters):
+            self.progress(f"network {net['Name']}: removing")
+            self.api.remove_network(net["Id"])
+        if purge:
+            for vol in self.api.volumes(filters=filters).get("Volumes") or []:
+                self.progress(f"volume {vol['Name']}: removing")
+                self.api.remove_volume(vol["Name"], force=True)

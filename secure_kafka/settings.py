@@ -1,0 +1,175 @@
+"""An environment's settings: the ``secure-kafka:*`` keys of ``Pulumi.<env>.yaml``.
+
+The stack file is the single source of an environment's settings, for the Pulumi program
+(through ``pulumi.Config``) and for the CLI alike. Reading it is strict: an unknown key or
+a value of the wrong type is an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import SecureKafkaError
+from .fsutil import write_atomic
+from .profiles import Profile, get_profile
+from .topology import Topology
+
+NAMESPACE = "secure-kafka"
+ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    profile: Profile
+    brokers: int
+    zookeeper_nodes: int
+    port_base: int
+    bind_address: str
+    allow_public_bind: bool
+    plaintext_loopback: bool
+    encrypted_volumes: bool
+    key_algorithm: str
+    leaf_validity_days: int
+    tls_versions: tuple[str, ...]
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.env, self.zookeeper_nodes, self.brokers, self.port_base, self.bind_address)
+
+
+# stack-file key -> (Settings field, type)
+KEYS: dict[str, tuple[str, type]] = {
+    "profile": ("profile", str),
+    "brokers": ("brokers", int),
+    "zookeeperNodes": ("zookeeper_nodes", int),
+    "portBase": ("port_base", int),
+    "bindAddress": ("bind_address", str),
+    "allowPublicBind": ("allow_public_bind", bool),
+    "plaintextLoopback": ("plaintext_loopback", bool),
+    "encryptedVolumes": ("encrypted_volumes", bool),
+    "keyAlgorithm": ("key_algorithm", str),
+    "leafValidityDays": ("leaf_validity_days", int),
+    "tlsVersions": ("tls_versions", list),
+}
+
+
+def check_env_name(env: str) -> str:
+    if not ENV_NAME.match(env):
+        raise SecureKafkaError(
+            f"invalid environment name {env!r}: use 1-20 lowercase letters, digits or '-', starting with a letter"
+        )
+    return env
+
+
+def defaults(env: str, profile: Profile, port_base: int = 19000) -> Settings:
+    return Settings(
+        env=check_env_name(env),
+        profile=profile,
+        brokers=profile.brokers,
+        zookeeper_nodes=profile.zookeeper_nodes,
+        port_base=port_base,
+        bind_address="127.0.0.1",
+        allow_public_bind=False,
+        plaintext_loopback=False,
+        encrypted_volumes=profile.encrypted_volumes,
+        key_algorithm=profile.key_algorithm,
+        leaf_validity_days=profile.leaf_validity_days,
+        tls_versions=profile.tls_versions,
+    )
+
+
+def from_config(env: str, config: dict[str, object], source: str) -> Settings:
+    """Settings from ``{key: value}`` without namespace; ``source`` names where they came from."""
+    unknown = sorted(set(config) - set(KEYS))
+    if unknown:
+        raise SecureKafkaError(
+            f"{source}: unknown key {NAMESPACE}:{unknown[0]}: known keys are {', '.join(KEYS)}"
+        )
+    if "profile" not in config:
+        raise SecureKafkaError(f"{source}: missing key {NAMESPACE}:profile: set it to dev, ci or prod")
+    values: dict[str, object] = {}
+    for key, value in config.items():
+        field, expected = KEYS[key]
+        # bool is an int in Python; a stack file saying `brokers: true` is still wrong.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise SecureKafkaError(
+                f"{source}: {NAMESPACE}:{key} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+            )
+        values[field] = value
+    profile = get_profile(str(values.pop("profile")))
+    if "tls_versions" in values:
+        values["tls_versions"] = tuple(str(v) for v in values["tls_versions"])  # type: ignore[union-attr]
+    return dataclasses.replace(defaults(env, profile), **values)
+
+
+def to_config(settings: Settings) -> dict[str, object]:
+    """The stack-file form of settings, namespaced, for ``init``."""
+    out: dict[str, object] = {}
+    for key, (field, _) in KEYS.items():
+        value = getattr(settings, field)
+        if field == "profile":
+            value = value.name
+        elif field == "tls_versions":
+            value = list(value)
+        out[f"{NAMESPACE}:{key}"] = value
+    return out
+
+
+class Project:
+    """The directory that holds ``Pulumi.yaml``, the stack files and ``certs/``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> "Project":
+        """``$SECURE_KAFKA_PROJECT``, else the nearest directory upwards with ``Pulumi.yaml``."""
+        if env_root := os.environ.get("SECURE_KAFKA_PROJECT"):
+            return cls(Path(env_root).resolve())
+        here = (start or Path.cwd()).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / "Pulumi.yaml").is_file():
+                return cls(candidate)
+        raise SecureKafkaError(
+            f"no Pulumi.yaml in {here} or above: run inside a secure-kafka project or set SECURE_KAFKA_PROJECT"
+        )
+
+    def stack_file(self, env: str) -> Path:
+        return self.root / f"Pulumi.{check_env_name(env)}.yaml"
+
+    def certs_dir(self, env: str) -> Path:
+        return self.root / "certs" / check_env_name(env)
+
+    def load(self, env: str) -> Settings:
+        path = self.stack_file(env)
+        if not path.is_file():
+            raise SecureKafkaError(f"{path.name} not found: run `secure-kafka init {env} --profile dev|prod` first")
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SecureKafkaError(f"{path}: cannot read it as YAML ({exc.__class__.__name__}): fix or re-create it") from None
+        config = document.get("config", {}) if isinstance(document, dict) else None
+        if not isinstance(config, dict):
+            raise SecureKafkaError(f"{path}: 'config' must be a mapping of {NAMESPACE}:* keys")
+        ours = {}
+        for key, value in config.items():
+            namespace, _, name = str(key).partition(":")
+            if namespace == NAMESPACE:
+                ours[name] = value
+        return from_config(env, ours, path.name)
+
+    def write(self, settings: Settings) -> Path:
+        """Writes a new stack file; refuses to overwrite an existing one."""
+        path = self.stack_file(settings.env)
+        if path.exists():
+            raise SecureKafkaError(f"{path.name} exists already: edit it, or remove it to start over")
+        header = f"# secure-kafka environment {settings.env!r} (profile {settings.profile.name}).\n"
+        write_atomic(path, header + yaml.safe_dump({"config": to_config(settings)}, sort_keys=False), mode=0o644)
+        return path

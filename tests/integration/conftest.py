@@ -1,0 +1,50 @@
+"""Integration fixtures: the Docker engine and the runtime image, owned for the session.
+
+Nothing here skips for want of Docker: `./run test` installs and starts the engine, and a
+test run without it must fail loudly.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import docker
+import pytest
+
+from secure_kafka import image as image_builder
+from secure_kafka.dockerclient import connect
+
+# Every object a test creates carries this label, so a session can sweep up after itself.
+TEST_LABEL = "io.secure-kafka.test-session"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def runtime_image(docker_client) -> str:
+    """Tag of the runtime image, built first if its inputs changed."""
+    return image_builder.ensure_image(docker_client, print)
+
+
+@pytest.fixture(scope="session")
+def session_label(docker_client):
+    """A label value unique to this test session; everything labelled with it is removed at the end."""
+    value = uuid.uuid4().hex[:12]
+    yield {TEST_LABEL: value}
+    api = docker_client.api
+    filters = {"label": [f"{TEST_LABEL}={value}"]}
+    for c in api.containers(all=True, filters=filters):
+        api.remove_container(c["Id"], force=True)
+    for n in api.networks(filters=filters):
+        api.remove_network(n["Id"])
+    for v in api.volumes(filters=filters).get("Volumes") or []:
+        api.remove_volume(v["Name"], force=True)

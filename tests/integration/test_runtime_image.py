@@ -1,0 +1,92 @@
+"""The runtime image itself: versions, non-root user, and a bare produce/consume round-trip.
+
+Security is exercised elsewhere; this proves ZooKeeper, the broker and Kafka's own tools run
+from the image built offline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from secure_kafka import KAFKA_VERSION
+
+ZOO_CFG = "dataDir=/var/lib/zookeeper\nclientPort=2181\nadmin.enableServer=false\ntickTime=2000\n"
+SERVER_PROPERTIES = """broker.id=0
+zookeeper.connect=zk:2181
+listeners=PLAINTEXT://0.0.0.0:9092
+advertised.listeners=PLAINTEXT://kafka:9092
+log.dirs=/var/lib/kafka/data
+offsets.topic.replication.factor=1
+group.initial.rebalance.delay.ms=0
+"""
+
+
+def run(client, image, *argv) -> str:
+    return client.containers.run(image, list(argv), remove=True, stderr=True).decode()
+
+
+def test_image_has_kafka_39_and_zookeeper(docker_client, runtime_image):
+    out = run(docker_client, runtime_image, "kafka-version")
+    assert f"Kafka {KAFKA_VERSION}" in out and KAFKA_VERSION.startswith("3.9.")
+    assert "ZooKeeper 3.8." in out
+
+
+def test_image_runs_as_non_root_without_compilers(docker_client, runtime_image):
+    assert run(docker_client, runtime_image, "id", "-u").strip() == "10001"
+    out = run(docker_client, runtime_image, "bash", "-c", "command -v gcc cc javac apt-get; ls /var/lib/apt/lists | wc -l")
+    assert "gcc" not in out and "javac" not in out
+    assert out.strip().splitlines()[-1] == "0"  # no package lists left behind
+
+
+@pytest.fixture
+def bare_cluster(docker_client, runtime_image, session_label, tmp_path):
+    """One plaintext ZooKeeper and one plaintext broker on a private network."""
+    api = docker_client.api
+    name = f"sk-bare-{uuid.uuid4().hex[:8]}"
+    api.create_network(name, labels=session_label)
+    config = tmp_path / "config"
+    config.mkdir()
+    config.chmod(0o755)
+    for file, text in {"zoo.cfg": ZOO_CFG, "server.properties": SERVER_PROPERTIES}.items():
+        (config / file).write_text(text)
+        (config / file).chmod(0o644)
+    containers = []
+    for alias, command in (("zk", ["zookeeper-server-start", "/etc/kafka/config/zoo.cfg"]),
+                           ("kafka", ["kafka-server-start", "/etc/kafka/config/server.properties"])):
+        c = api.create_container(
+            runtime_image, command=command, name=f"{name}-{alias}", labels=session_label,
+            host_config=api.create_host_config(binds={str(config): {"bind": "/etc/kafka/config", "mode": "ro"}},
+                                               network_mode=name),
+            networking_config=api.create_networking_config({name: api.create_endpoint_config(aliases=[alias])}),
+        )
+        api.start(c["Id"])
+        containers.append(c["Id"])
+    try:
+        yield docker_client.containers.get(containers[1])
+    finally:
+        for cid in containers:
+            api.remove_container(cid, force=True)
+        api.remove_network(name)
+
+
+def test_bare_zookeeper_and_broker_round_trip(bare_cluster):
+    broker = bare_cluster
+    deadline = time.monotonic() + 90
+    while True:  # the broker is ready once it answers a topic creation
+        rc, out = broker.exec_run(["kafka-topics", "--bootstrap-server", "kafka:9092", "--create",
+                                   "--topic", "roundtrip", "--partitions", "1", "--replication-factor", "1"])
+        if rc == 0:
+            break
+        assert time.monotonic() < deadline, out.decode()[-500:]
+        time.sleep(2)
+    records = [f"record-{i}" for i in range(5)]
+    rc, out = broker.exec_run(["bash", "-c", "printf '%s\\n' " + " ".join(records)
+                               + " | kafka-console-producer --bootstrap-server kafka:9092 --topic roundtrip"])
+    assert rc == 0, out.decode()[-500:]
+    rc, out = broker.exec_run(["kafka-console-consumer", "--bootstrap-server", "kafka:9092", "--topic", "roundtrip",
+                               "--from-beginning", "--max-messages", "5", "--timeout-ms", "30000"])
+    assert rc == 0, out.decode()[-500:]
+    assert [line for line in out.decode().splitlines() if line.startswith("record-")] == records
