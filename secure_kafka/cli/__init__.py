@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import image
+from . import certs, cluster, image
 
 app = typer.Typer(
     name="secure-kafka",
@@ -17,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(cluster.app)
+app.add_typer(certs.app, name="certs")
 app.add_typer(image.app, name="image")
 
 

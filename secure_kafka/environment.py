@@ -1,0 +1,143 @@
+"""An environment's life: ``up``, ``down``, ``status``, ``client-config``.
+
+Ties the pieces together in one place: settings → PKI → plan → engine → bootstrap. The CLI
+only parses arguments and calls these.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bootstrap, clients, image, render
+from .certstore import CertStore
+from .dockerclient import connect
+from .engines.docker_engine import DockerEngine
+from .errors import SecureKafkaError
+from .fsutil import write_atomic
+from .planner import build_plan
+from .proc import Progress, quiet
+from .secretstore import SecretStore, scram_password_name
+from .settings import Project, Settings
+
+ADMIN = "admin"
+
+
+@dataclass
+class UpResult:
+    env: str
+    nodes: dict[str, str]  # node -> created | replaced | unchanged | started
+    scram_users_created: list[str]
+    round_trip_s: float
+    elapsed_s: float
+    bootstrap: dict[str, list[str]]
+
+
+class Environment:
+    def __init__(
+        self,
+        project: Project,
+        env: str,
+        prompt: Callable[[str], str | None] | None = None,
+        progress: Progress = quiet,
+    ):
+        self.project = project
+        self.settings: Settings = project.load(env)
+        self.env = env
+        self.progress = progress
+        self.certs = CertStore(project, self.settings, prompt=prompt)
+        self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
+
+    @property
+    def bootstrap_servers(self) -> dict[str, list[str]]:
+        topology = self.settings.topology
+        return {"sasl_ssl": topology.bootstrap("sasl_ssl"), "ssl": topology.bootstrap("ssl")}
+
+    def admin_mtls_config(self) -> dict[str, str]:
+        return clients.mtls_config(self.settings, self.certs.client_dir(ADMIN))
+
+    def scram_config(self, user: str) -> dict[str, str]:
+        return clients.scram_config(
+            self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
+        )
+
+    def up(self) -> UpResult:
+        started = time.monotonic()
+        client = connect()
+        tag = image.ensure_image(client, self.progress)
+        if not self.certs.exists():
+            self.progress(f"PKI of {self.env}: creating")
+            self.certs.init()
+        else:
+            self.certs.load()  # fails early on a wrong passphrase or a corrupt CA
+        plan = build_plan(self.project.root, self.settings, self.secrets, tag)
+        nodes = DockerEngine(client, self.project.root, self.progress).apply(plan)
+        self.progress("cluster: waiting for every broker to register")
+        topology = self.settings.topology
+        admin = bootstrap.wait_for_admin(self.admin_mtls_config(), len(topology.brokers))
+        created = bootstrap.ensure_scram_users(admin, {ADMIN: self.secrets.get(scram_password_name(ADMIN))}, self.progress)
+        replication = min(self.settings.profile.replication_factor, len(topology.brokers))
+        bootstrap.ensure_topic(admin, bootstrap.VERIFY_TOPIC, replication)
+        self.progress("cluster: verifying a round-trip over SASL_SSL (SCRAM) and mTLS")
+        round_trip_s = bootstrap.round_trip(self.scram_config(ADMIN), self.admin_mtls_config(), bootstrap.VERIFY_TOPIC)
+        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers)
+
+    def down(self, purge: bool = False) -> None:
+        DockerEngine(connect(), self.project.root, self.progress).down(self.env, purge=purge)
+        if purge:
+            certs_dir = self.project.certs_dir(self.env)
+            if certs_dir.exists():
+                self.progress(f"PKI and secrets of {self.env}: removing {certs_dir}")
+                shutil.rmtree(certs_dir)
+
+    def status(self) -> dict:
+        nodes = DockerEngine(connect(), self.project.root).status(self.env)
+        expected = {n.name for n in self.settings.topology.nodes}
+        present = {n.name for n in nodes}
+        warnings = [f"{name}: not running (no container)" for name in sorted(expected - present)]
+        if self.certs.exists():
+            window = self.settings.profile.expiry_warning_days
+            for entry in self.certs.list():
+                if entry.days_left <= window:
+                    warnings.append(f"certificate {entry.name} expires in {entry.days_left} days: run `secure-kafka certs rotate {self.env}`")
+        else:
+            warnings.append(f"no PKI yet: run `secure-kafka certs init {self.env}` or `secure-kafka up {self.env}`")
+        return {
+            "env": self.env,
+            "profile": self.settings.profile.name,
+            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes),
+            "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
+                       "health": n.health, "healthy": n.healthy} for n in nodes],
+            "bootstrap": self.bootstrap_servers,
+            "encrypted_volumes": self.settings.encrypted_volumes,
+            "warnings": warnings,
+        }
+
+    def client_config(self, principal: str, fmt: str, auth: str | None, out: Path) -> Path:
+        """Writes a ready-to-use client config plus the files it points at into ``out``."""
+        if fmt not in ("java", "librdkafka"):
+            raise SecureKafkaError(f"unknown format {fmt!r}: use java or librdkafka")
+        has_scram = self.secrets.has(scram_password_name(principal))
+        auth = auth or ("scram" if has_scram else "mtls")
+        if auth not in ("scram", "mtls"):
+            raise SecureKafkaError(f"unknown auth {auth!r}: use scram or mtls")
+        if auth == "scram" and not has_scram:
+            raise SecureKafkaError(f"{principal} has no SCRAM user in {self.env}: use --auth mtls or `secure-kafka users add`")
+        source = self.certs.client_dir(principal)
+        if not source.is_dir():
+            raise SecureKafkaError(f"no client certificate for {principal} in {self.env}: add the principal first")
+        out = out.resolve()
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        wanted = ["ca.crt", "truststore.p12"] + (["client.crt", "client.key", "keystore.p12"] if auth == "mtls" else [])
+        for name in wanted:
+            write_atomic(out / name, (source / name).read_bytes(), mode=0o600 if name != "ca.crt" else 0o644)
+        password = self.secrets.get(scram_password_name(principal)) if auth == "scram" else None
+        filename, text = render.render_client_config(
+            self.settings, fmt=fmt, auth=auth, directory=out, principal=principal,
+            store_password=self.certs.store_password(principal), scram_password=password,
+        )
+        write_atomic(out / filename, text, mode=0o600)
+        return out / filename

@@ -1,0 +1,182 @@
+"""The dev-shaped secure cluster (1 ZooKeeper + 1 broker): what works, and what is refused.
+
+Every refusal has a control beside it that succeeds, so a refusal cannot pass by accident
+(for example because the probe itself is broken).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import uuid
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from secure_kafka import bootstrap, probes
+from secure_kafka.environment import ADMIN
+from secure_kafka.pki import CA
+
+LOCAL = "127.0.0.1"
+
+
+def published_ports(env) -> list[int]:
+    topology = env.settings.topology
+    return [topology.listener_port(b, listener) for b in topology.brokers for listener in ("sasl_ssl", "ssl")]
+
+
+def admin_pem(env):
+    d = env.certs.client_dir(ADMIN)
+    return d / "ca.crt", (d / "client.crt", d / "client.key")
+
+
+def test_second_up_changes_nothing(dev_env):
+    result = dev_env.up()
+    assert set(result.nodes.values()) == {"unchanged"}, result.nodes
+    assert result.scram_users_created == []
+
+
+def test_status_reports_healthy_nodes_and_bootstrap(dev_env):
+    report = dev_env.status()
+    assert report["healthy"] is True
+    assert {(n["name"], n["role"]) for n in report["nodes"]} == {("zk-0", "zookeeper"), ("kafka-0", "broker")}
+    assert report["bootstrap"]["sasl_ssl"] == dev_env.settings.topology.bootstrap("sasl_ssl")
+
+
+@pytest.mark.parametrize("producer_auth, consumer_auth", [("scram", "scram"), ("mtls", "mtls"), ("scram", "mtls")])
+def test_round_trip_with_confluent_kafka(dev_env, producer_auth, consumer_auth):
+    configs = {"scram": dev_env.scram_config(ADMIN), "mtls": dev_env.admin_mtls_config()}
+    assert bootstrap.round_trip(configs[producer_auth], configs[consumer_auth], bootstrap.VERIFY_TOPIC) < 60
+
+
+def run_tool_container(env, runtime_image, config_dir, *argv, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Kafka's own tools from the image, on the host network, reading the generated config."""
+    for path in [config_dir, *config_dir.iterdir()]:
+        os.chown(path, 10001, 10001)  # the image's user reads the client files
+    return subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "host", "--user", "10001:10001",
+         "-v", f"{config_dir}:{config_dir}:ro", runtime_image, *argv],
+        input=stdin, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize("auth", ["scram", "mtls"])
+def test_console_tools_round_trip_with_generated_java_config(dev_env, runtime_image, tmp_path, auth):
+    config = dev_env.client_config(ADMIN, "java", auth, tmp_path / auth)
+    bootstrap_servers = ",".join(dev_env.bootstrap_servers["sasl_ssl" if auth == "scram" else "ssl"])
+    topic = f"console-{auth}-{uuid.uuid4().hex[:6]}"
+    created = run_tool_container(dev_env, runtime_image, config.parent, "kafka-topics", "--bootstrap-server",
+                                 bootstrap_servers, "--command-config", str(config), "--create", "--topic", topic,
+                                 "--partitions", "1", "--replication-factor", "1")
+    assert created.returncode == 0, created.stderr[-800:]
+    records = [f"{auth}-record-{i}" for i in range(3)]
+    produced = run_tool_container(dev_env, runtime_image, config.parent, "kafka-console-producer", "--bootstrap-server",
+                                  bootstrap_servers, "--producer.config", str(config), "--topic", topic,
+                                  stdin="\n".join(records) + "\n")
+    assert produced.returncode == 0, produced.stderr[-800:]
+    consumed = run_tool_container(dev_env, runtime_image, config.parent, "kafka-console-consumer", "--bootstrap-server",
+                                  bootstrap_servers, "--consumer.config", str(config), "--topic", topic,
+                                  "--from-beginning", "--max-messages", "3", "--timeout-ms", "60000")
+    assert consumed.returncode == 0, consumed.stderr[-800:]
+    assert consumed.stdout.split() == records
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+def test_plaintext_kafka_request_refused_on_every_published_port(dev_env):
+    for port in published_ports(dev_env):
+        assert not probes.kafka_answers_plaintext(LOCAL, port), f"port {port} answered plaintext Kafka"
+
+
+def test_mtls_listener_accepts_the_admin_certificate(dev_env):
+    ca, admin_cert = admin_pem(dev_env)
+    port = dev_env.settings.topology.bootstrap("ssl")[0].split(":")[1]
+    result = probes.tls_handshake(LOCAL, int(port), ca, "localhost", client_cert=admin_cert, speak_kafka=True)
+    assert result.ok, result.detail
+
+
+def test_mtls_listener_refuses_a_client_certificate_from_another_ca(dev_env, tmp_path):
+    ca, _ = admin_pem(dev_env)
+    foreign = CA.create("foreign-ca", "ec-p256", 30, env="foreign")
+    impostor = foreign.issue_cert(ADMIN, kind="client", sans=[], validity_days=7, key_algorithm="ec-p256",
+                                  server=False, client=True)
+    pem = impostor.write_pem(tmp_path)
+    port = int(dev_env.settings.topology.bootstrap("ssl")[0].split(":")[1])
+    result = probes.tls_handshake(LOCAL, port, ca, "localhost", client_cert=(pem.cert, pem.key), speak_kafka=True)
+    assert not result.ok, "a certificate from a foreign CA was accepted"
+
+
+def test_mtls_listener_refuses_a_client_without_certificate(dev_env):
+    ca, _ = admin_pem(dev_env)
+    port = int(dev_env.settings.topology.bootstrap("ssl")[0].split(":")[1])
+    result = probes.tls_handshake(LOCAL, port, ca, "localhost", speak_kafka=True)
+    assert not result.ok, "the mTLS listener served a client without a certificate"
+
+
+def test_client_trusting_another_ca_refuses_the_broker(dev_env, tmp_path):
+    foreign = CA.create("foreign-ca", "ec-p256", 30, env="foreign")
+    (tmp_path / "foreign.crt").write_bytes(foreign.cert_pem())
+    for port in published_ports(dev_env):
+        assert not probes.tls_handshake(LOCAL, port, tmp_path / "foreign.crt", "localhost").ok
+
+
+@pytest.mark.parametrize("user, password", [(ADMIN, "wrong-password"), ("nobody", "whatever")],
+                         ids=["wrong-password", "unknown-user"])
+def test_bad_scram_credentials_refused(dev_env, user, password):
+    good = dev_env.scram_config(ADMIN)
+    assert AdminClient(good).list_topics(timeout=20).topics  # control: the right password works
+    bad = {**good, "sasl.username": user, "sasl.password": password}
+    with pytest.raises(KafkaException):
+        AdminClient(bad).list_topics(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def weak_tls_server(tmp_path_factory):
+    """A deliberately weak TLS 1.1 server on loopback: proves the legacy-TLS probe can succeed."""
+    import socket
+    import threading
+
+    d = tmp_path_factory.mktemp("weak")
+    ca = CA.create("weak-ca", "rsa-3072", 30, env="weak")
+    cert = ca.issue_cert("localhost", kind="broker", sans=["localhost", "127.0.0.1"], validity_days=7,
+                         key_algorithm="rsa-3072", server=True, client=False)
+    pem = cert.write_pem(d, "server")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pem.cert), str(pem.key))
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    listener = socket.create_server((LOCAL, 0))
+    port = listener.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                with ctx.wrap_socket(conn, server_side=True):
+                    pass
+            except (ssl.SSLError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield port
+    listener.close()
+
+
+LEGACY_TLS = dict(min_version=ssl.TLSVersion.TLSv1_1, max_version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+
+
+def test_tls_1_1_probe_succeeds_against_a_weak_server(weak_tls_server):
+    result = probes.tls_handshake(LOCAL, weak_tls_server, None, **LEGACY_TLS)
+    assert result.ok and result.detail == "TLSv1.1", result.detail
+
+
+def test_tls_1_1_refused_on_every_published_port(dev_env):
+    for port in published_ports(dev_env):
+        result = probes.tls_handshake(LOCAL, port, None, **LEGACY_TLS)
+        assert not result.ok, f"port {port} accepted {result.detail}"
