@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import secretstore
+from . import profiles, secretstore
 from .errors import SecureKafkaError
 from .secretstore import SecretStore
 from .settings import Settings
@@ -136,11 +136,14 @@ def _tls_version_key(version: str) -> tuple[int, ...]:
 
 
 def _tls(settings: Settings) -> dict[str, str]:
-    """Enabled TLS versions, and the highest of them (the SSLContext protocol)."""
+    """Enabled TLS versions, the highest of them (the SSLContext protocol), and their cipher
+    suites (``profiles.CIPHER_SUITES``: ZooKeeper 3.8 names no TLS 1.3 suite by default, so a
+    TLS 1.3-only ZooKeeper or client fails every handshake unless suites are named)."""
     if not settings.tls_versions:
         raise SecureKafkaError("secure-kafka:tlsVersions is empty: list at least TLSv1.3")
     versions = sorted(settings.tls_versions, key=_tls_version_key)
-    return {"tls_enabled_protocols": ",".join(versions), "tls_protocol": versions[-1]}
+    return {"tls_enabled_protocols": ",".join(versions), "tls_protocol": versions[-1],
+            "cipher_suites": ",".join(profiles.cipher_suites(settings.tls_versions))}
 
 
 def _node_stores(node: Node, secrets: SecretStore) -> dict[str, str]:
@@ -259,9 +262,12 @@ def render_broker(
         "audit_log": AUDIT_LOG,
         "listeners": broker_listeners(settings, node),
         "super_users": [f"User:{b.name}" for b in topology.brokers] + [f"User:{ADMIN_PRINCIPAL}"],
-        # A profile's replication cannot exceed the brokers there are (dev with 1 broker).
-        "replication_factor": min(settings.profile.replication_factor, broker_count),
-        "min_insync_replicas": min(settings.profile.min_insync_replicas, broker_count),
+        # Replication cannot exceed the brokers there are (`check` reports such a setting).
+        "replication_factor": min(settings.replication_factor, broker_count),
+        "min_insync_replicas": min(settings.min_insync_replicas, broker_count),
+        "unclean_leader_election": str(settings.unclean_leader_election).lower(),
+        "ssl_client_auth": settings.profile.ssl_client_auth,
+        "audit_log_backups": settings.profile.audit_log_backups,
         "zookeeper_connect": topology.zookeeper_connect,
         "zookeeper_sasl_user": ZOOKEEPER_SASL_USER,
         "zookeeper_sasl_password": secrets.get(secretstore.ZOOKEEPER_SASL),

@@ -15,8 +15,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from secure_kafka import bootstrap, probes
 from secure_kafka.environment import ADMIN
-
-from .conftest import running_environment
+from secure_kafka.testing import running_environment
 
 RECORDS_BEFORE, RECORDS_AFTER = 200, 200
 
