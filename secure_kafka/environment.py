@@ -6,18 +6,21 @@ only parses arguments and calls these.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bootstrap, clients, image, render
+from . import acladmin, bootstrap, clients, image, policy, render, users
 from .certstore import CertStore
 from .dockerclient import connect
 from .engines.docker_engine import DockerEngine
+from .engines.pulumi_engine import PulumiEngine
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
+from .plan import ClusterPlan
 from .planner import build_plan
 from .proc import Progress, quiet
 from .secretstore import SecretStore, scram_password_name
@@ -43,9 +46,11 @@ class Environment:
         env: str,
         prompt: Callable[[str], str | None] | None = None,
         progress: Progress = quiet,
+        settings: Settings | None = None,
     ):
         self.project = project
-        self.settings: Settings = project.load(env)
+        # The Pulumi program passes the settings it read through pulumi.Config (same stack file).
+        self.settings: Settings = settings or project.load(env)
         self.env = env
         self.progress = progress
         self.certs = CertStore(project, self.settings, prompt=prompt)
@@ -64,28 +69,67 @@ class Environment:
             self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
         )
 
-    def up(self) -> UpResult:
-        started = time.monotonic()
-        client = connect()
-        tag = image.ensure_image(client, self.progress)
+    def ensure_pki(self) -> None:
         if not self.certs.exists():
             self.progress(f"PKI of {self.env}: creating")
             self.certs.init()
         else:
             self.certs.load()  # fails early on a wrong passphrase or a corrupt CA
-        plan = build_plan(self.project.root, self.settings, self.secrets, tag)
-        nodes = DockerEngine(client, self.project.root, self.progress).apply(plan)
+
+    def plan(self, image_tag: str) -> ClusterPlan:
+        """The environment's plan, its PKI created first if missing: what either engine applies."""
+        self.ensure_pki()
+        return build_plan(self.project.root, self.settings, self.secrets, image_tag)
+
+    def up(self, engine: str = "docker") -> UpResult:
+        policy.enforce(self.settings)  # a failing environment gets nothing applied, not even its PKI
+        started = time.monotonic()
+        client = connect()
+        tag = image.ensure_image(client, self.progress)
+        acladmin.load_desired(self)  # a bad ACL file fails `up` before anything is applied
+        if engine == "pulumi":
+            # The Pulumi program builds the same plan and runs `bootstrap` itself (infra/).
+            self.ensure_pki()
+            outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase())
+            verified = outputs["verification"]
+            nodes = {node.name: "applied" for node in self.settings.topology.nodes}
+            return UpResult(self.env, nodes, verified["scramUsersCreated"], verified["roundTripS"],
+                            time.monotonic() - started, self.bootstrap_servers)
+        nodes = DockerEngine(client, self.project.root, self.progress).apply(self.plan(tag))
+        created, round_trip_s = self.bootstrap()
+        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers)
+
+    def pulumi_passphrase(self) -> str:
+        """Pulumi's secrets passphrase: $PULUMI_CONFIG_PASSPHRASE, else the environment's own."""
+        return os.environ.get("PULUMI_CONFIG_PASSPHRASE") or self.certs.passphrase()
+
+    def bootstrap(self) -> tuple[list[str], float]:
+        """SCRAM users and a verified round-trip once the containers are healthy (both engines).
+
+        Returns the SCRAM users created and the round-trip's seconds.
+        """
         self.progress("cluster: waiting for every broker to register")
         topology = self.settings.topology
         admin = bootstrap.wait_for_admin(self.admin_mtls_config(), len(topology.brokers))
-        created = bootstrap.ensure_scram_users(admin, {ADMIN: self.secrets.get(scram_password_name(ADMIN))}, self.progress)
+        # Every SCRAM user the environment has (admin and `users add`ed ones): re-created if the cluster lost them.
+        scram = {user: self.secrets.get(scram_password_name(user)) for user in sorted({ADMIN, *users.scram_users(self)})}
+        created = bootstrap.ensure_scram_users(admin, scram, self.progress)
+        acladmin.bootstrap_acls(self, admin)  # the ACL file, after the users it names exist
         replication = min(self.settings.profile.replication_factor, len(topology.brokers))
         bootstrap.ensure_topic(admin, bootstrap.VERIFY_TOPIC, replication)
         self.progress("cluster: verifying a round-trip over SASL_SSL (SCRAM) and mTLS")
         round_trip_s = bootstrap.round_trip(self.scram_config(ADMIN), self.admin_mtls_config(), bootstrap.VERIFY_TOPIC)
-        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers)
+        return created, round_trip_s
 
-    def down(self, purge: bool = False) -> None:
+    def preview(self) -> str:
+        """What `pulumi preview` would change (the Pulumi engine only: the Docker engine has no preview)."""
+        self.ensure_pki()
+        return PulumiEngine(self.project.root, self.env, self.progress).preview(self.pulumi_passphrase())
+
+    def down(self, purge: bool = False, engine: str = "docker") -> None:
+        if engine == "pulumi":
+            PulumiEngine(self.project.root, self.env, self.progress).destroy(self.pulumi_passphrase())
+        # Also after `pulumi destroy`: sweeps what the other engine made, and (purge) the volumes Pulumi retains.
         DockerEngine(connect(), self.project.root, self.progress).down(self.env, purge=purge)
         if purge:
             certs_dir = self.project.certs_dir(self.env)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import plan, render
+from . import plan, render, volumes
 from .render import CONFIG_DIR, TLS_DIR, Renderer
 from .secretstore import SecretStore
 from .settings import Settings
@@ -20,7 +20,6 @@ CONTAINER_UID = 10001  # user kafka of the runtime image (docker/Dockerfile)
 PROJECT_LABEL_VALUE = "secure-kafka"
 # Memory a JVM needs beyond its heap (metaspace, threads, direct buffers, page-cache slack).
 JVM_OVERHEAD_MB = 384
-PIDS_LIMIT = 512
 # Host address of the PLAINTEXT listener, whatever bindAddress says: it is a loopback opt-in.
 PLAINTEXT_HOST_IP = "127.0.0.1"
 
@@ -47,7 +46,8 @@ def build_plan(
     return plan.ClusterPlan(
         env=settings.env,
         network=topology.network,
-        volumes=tuple(topology.volume(node) for node in topology.nodes),
+        # Encrypted: each node's data is a bind mount of its unlocked volume, no Docker volume.
+        volumes=() if settings.encrypted_volumes else tuple(topology.volume(node) for node in topology.nodes),
         containers=containers,
         labels={plan.LABEL_PROJECT: PROJECT_LABEL_VALUE, plan.LABEL_ENV: settings.env},
     )
@@ -62,6 +62,7 @@ def _container(
         command = ("zookeeper-server-start", f"{CONFIG_DIR}/zoo.cfg")
         data_mount = render.ZOOKEEPER_DATA_DIR
         heap_mb = settings.profile.zookeeper_heap_mb
+        cpus = settings.profile.zookeeper_cpus
         health_port = ZK_SECURE_CLIENT_PORT
         ports: tuple[plan.PortBinding, ...] = ()  # only brokers talk to ZooKeeper, on the network
     else:
@@ -69,6 +70,7 @@ def _container(
         command = ("kafka-server-start", f"{CONFIG_DIR}/server.properties")
         data_mount = render.BROKER_VOLUME_DIR  # holds data/ and audit/
         heap_mb = settings.profile.broker_heap_mb
+        cpus = settings.profile.broker_cpus
         health_port = BROKER_INTERNAL_PORT
         ports = _broker_ports(settings, node)
 
@@ -86,7 +88,7 @@ def _container(
             # reach the container through a single-file bind mount.
             plan.Mount("bind", str(root / runtime), CONFIG_DIR, read_only=True),
             plan.Mount("bind", str(root / tls_dir(settings.env, node)), TLS_DIR, read_only=True),
-            plan.Mount("volume", topology.volume(node), data_mount),
+            _data_mount(settings, node, data_mount),
             plan.Mount("tmpfs", "", "/tmp"),
         ),
         ports=ports,
@@ -107,15 +109,25 @@ def _container(
             plan.RenderedFile(f"{runtime}/{filename}", content, mode=0o600, uid=CONTAINER_UID)
             for filename, content in files.items()
         ),
+        # Hardening of every profile, not just prod: dev and CI run the container shape prod
+        # runs, so a write outside the mounts fails in CI first. Writable: the volume and /tmp.
+        # Only dev may opt out of the read-only root (policy.check refuses it elsewhere); no
+        # setting makes the user root.
         user=f"{CONTAINER_UID}:{CONTAINER_UID}",
-        # Every profile, not just prod: dev and CI then run the container shape prod runs, so
-        # a write outside the mounts fails in CI first. Writable: the volume and /tmp.
-        read_only_rootfs=True,
+        read_only_rootfs=settings.read_only_rootfs,
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),
         mem_limit_mb=heap_mb + JVM_OVERHEAD_MB,
-        pids_limit=PIDS_LIMIT,
+        nano_cpus=int(cpus * 1_000_000_000),
+        pids_limit=settings.profile.pids_limit,
     )
+
+
+def _data_mount(settings: Settings, node: Node, target: str) -> plan.Mount:
+    """A node's data: its encrypted volume's plaintext dir (exists only while unlocked), else a Docker volume."""
+    if settings.encrypted_volumes:
+        return plan.Mount("bind", volumes.plaintext_dir(settings.env, node.name), target)
+    return plan.Mount("volume", settings.topology.volume(node), target)
 
 
 def _broker_ports(settings: Settings, broker: Node) -> tuple[plan.PortBinding, ...]:

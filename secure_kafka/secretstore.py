@@ -23,12 +23,24 @@ class SecretStore:
     def __init__(self, path: Path):
         self.path = path
         self._values: dict[str, str] | None = None
+        self._stamp: tuple[int, int] | None = None  # (inode, mtime) of the file last read or written
 
     def __repr__(self) -> str:
         return f"SecretStore({self.path}, names={sorted(self._load())})"
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
+
     def _load(self) -> dict[str, str]:
-        if self._values is None:
+        # Re-read when another SecretStore of the same file (CertStore makes its own) saved
+        # since: saving a stale copy would drop the other's secrets.
+        stamp = self._file_stamp()
+        if self._values is None or stamp != self._stamp:
+            self._stamp = stamp
             if not self.path.exists():
                 self._values = {}
             else:
@@ -67,7 +79,8 @@ class SecretStore:
 
     def _save(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps(self._load(), indent=1, sort_keys=True), mode=0o600)
+        write_atomic(self.path, json.dumps(self._values or {}, indent=1, sort_keys=True), mode=0o600)
+        self._stamp = self._file_stamp()
 
 
 def store_password_name(owner: str) -> str:

@@ -38,6 +38,14 @@ class Settings:
     key_algorithm: str
     leaf_validity_days: int
     tls_versions: tuple[str, ...]
+    tls12_reason: str  # why TLSv1.2 is enabled where the profile wants TLSv1.3 only
+    replication_factor: int
+    min_insync_replicas: int
+    unclean_leader_election: bool
+    read_only_rootfs: bool
+    # Size of each node's encrypted volume image (sparse: disk is used as data is written);
+    # read when a volume is created, an existing image keeps its size.
+    volume_size_gib: int = 2
 
     @property
     def topology(self) -> Topology:
@@ -57,6 +65,12 @@ KEYS: dict[str, tuple[str, type]] = {
     "keyAlgorithm": ("key_algorithm", str),
     "leafValidityDays": ("leaf_validity_days", int),
     "tlsVersions": ("tls_versions", list),
+    "tls12Reason": ("tls12_reason", str),
+    "replicationFactor": ("replication_factor", int),
+    "minInsyncReplicas": ("min_insync_replicas", int),
+    "uncleanLeaderElection": ("unclean_leader_election", bool),
+    "readOnlyRootfs": ("read_only_rootfs", bool),
+    "volumeSizeGib": ("volume_size_gib", int),
 }
 
 
@@ -82,6 +96,11 @@ def defaults(env: str, profile: Profile, port_base: int = 19000) -> Settings:
         key_algorithm=profile.key_algorithm,
         leaf_validity_days=profile.leaf_validity_days,
         tls_versions=profile.tls_versions,
+        tls12_reason="",
+        replication_factor=profile.replication_factor,
+        min_insync_replicas=profile.min_insync_replicas,
+        unclean_leader_election=False,
+        read_only_rootfs=True,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import certs, cluster, image
+from . import acl, audit, certs, check, cluster, image, users
 
 app = typer.Typer(
     name="secure-kafka",
@@ -18,8 +18,12 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cluster.app)
+app.add_typer(check.app)
 app.add_typer(certs.app, name="certs")
 app.add_typer(image.app, name="image")
+app.add_typer(users.app, name="users")
+app.add_typer(acl.app, name="acl")
+app.add_typer(audit.app)
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
+from .. import acl, policy
 from .. import settings as settings_mod
+from ..engines import pulumi_engine
 from ..environment import Environment
 from ..errors import SecureKafkaError
 from ..profiles import get_profile
@@ -41,8 +43,12 @@ def init(
     """Write Pulumi.<ENV>.yaml with the profile's defaults (refuses to overwrite)."""
     with reporting():
         project = Project.find()
-        path = project.write(settings_mod.defaults(env, get_profile(profile), port_base=port_base))
-    typer.echo(f"wrote {path.name} (profile {profile}); next: secure-kafka up {env}")
+        settings = settings_mod.defaults(env, get_profile(profile), port_base=port_base)
+        if violations := policy.check(settings):  # only --port-base can leave the profile's bounds
+            raise SecureKafkaError(f"--port-base {port_base}: {violations[0].reason}: pass a value in range, e.g. 19000")
+        path = project.write(settings)
+        acls = acl.write_example(project.root, env)  # commented, grants nothing; kept if present
+    typer.echo(f"wrote {path.name} (profile {profile}){f' and acls/{env}.yaml' if acls else ''}; next: secure-kafka up {env}")
 
 
 @app.command()
@@ -58,11 +64,7 @@ def up(
     SASL_SSL and mTLS. Re-running it on an unchanged environment restarts nothing.
     """
     with reporting():
-        if engine == EngineName.pulumi:
-            raise SecureKafkaError("the pulumi engine is not wired into the CLI yet: use --engine docker (same plan)")
-        if engine == EngineName.auto:
-            progress("engine: docker")
-        result = open_env(env).up()
+        result = open_env(env).up(engine=chosen_engine(engine))
     if json_output:
         echo_json(dataclasses.asdict(result))
         return
@@ -73,13 +75,30 @@ def up(
 
 
 @app.command()
+def preview(env: EnvArg) -> None:
+    """Show what `pulumi up` would change for the environment (needs the Pulumi CLI and docker plugin)."""
+    with reporting():
+        chosen_engine(EngineName.pulumi)
+        summary = open_env(env).preview()
+    typer.echo(f"{env}: {summary}")
+
+
+def chosen_engine(requested: EngineName) -> str:
+    """The engine to use; says which on stderr. Pulumi without its CLI: an error saying how to install it."""
+    name, reason = pulumi_engine.choose(requested.value)
+    progress(reason)
+    return name
+
+
+@app.command()
 def down(
     env: EnvArg,
     purge: Annotated[bool, typer.Option(help="Also delete data volumes, PKI and secrets. Irreversible.")] = False,
+    engine: Annotated[EngineName, typer.Option(help="pulumi: `pulumi destroy` first; either way, whatever is left of the environment is removed.")] = EngineName.auto,
 ) -> None:
     """Remove the environment's containers and network; volumes and PKI stay unless --purge."""
     with reporting():
-        open_env(env).down(purge=purge)
+        open_env(env).down(purge=purge, engine=chosen_engine(engine))
     typer.echo(f"{env} is down" + (" and purged" if purge else " (volumes and PKI kept)"))
 
 

@@ -7,7 +7,6 @@ left alone; anything else of the environment is replaced. Objects are found by l
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import docker
 import docker.errors
 
 from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
 from ..plan import (
     LABEL_ENV,
     LABEL_NODE,
@@ -29,8 +27,10 @@ from ..plan import (
     spec_hash,
 )
 from ..proc import Progress, quiet
+from .shared import TMPFS_OPTIONS, container_labels, write_rendered_files
 
 NANOS = 1_000_000_000
+STOP_TIMEOUT_S = 60  # controlled shutdown of a broker; then SIGKILL
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,6 @@ class DockerEngine:
             self.progress(f"volume {name}: creating")
             self.api.create_volume(name, labels=labels)
 
-    def _write_files(self, spec: ContainerSpec) -> None:
-        """Writes rendered files, leaving unchanged ones untouched (no mtime churn)."""
-        for file in spec.files:
-            path = self.root / file.path
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(path.parent, file.uid, file.uid)
-            if path.exists() and path.read_text() == file.content:
-                continue
-            write_atomic(path, file.content, mode=file.mode, uid=file.uid if os.geteuid() == 0 else None)
-
     def _apply_container(self, plan: ClusterPlan, spec: ContainerSpec) -> str:
         want = spec_hash(spec)
         existing = self._inspect(spec.name)
@@ -101,24 +90,24 @@ class DockerEngine:
                 self.progress(f"{spec.node}: unchanged")
                 return "unchanged"
             self.progress(f"{spec.node}: {'starting' if same else 'plan changed, replacing'}")
-            self._write_files(spec)
+            write_rendered_files(self.root, spec.files)
             if same:
                 self.api.start(spec.name)
                 return "started"
             self.api.remove_container(spec.name, force=True)
         else:
-            self._write_files(spec)
+            write_rendered_files(self.root, spec.files)
         self._check_ports_free(spec)
-        self._create(plan, spec, want)
+        self._create(plan, spec)
         self.progress(f"{spec.node}: starting")
         self.api.start(spec.name)
         return "replaced" if existing is not None else "created"
 
-    def _create(self, plan: ClusterPlan, spec: ContainerSpec, want_hash: str) -> None:
+    def _create(self, plan: ClusterPlan, spec: ContainerSpec) -> None:
         mounts, tmpfs = [], {}
         for m in spec.mounts:
             if m.kind == "tmpfs":
-                tmpfs[m.target] = "rw,nosuid,nodev,size=256m,mode=1777"
+                tmpfs[m.target] = TMPFS_OPTIONS
             else:
                 mounts.append(docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only))
         port_bindings = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports}
@@ -155,7 +144,7 @@ class DockerEngine:
                 hostname=spec.hostname,
                 user=spec.user,
                 environment=spec.env,
-                labels={**spec.labels, LABEL_SPEC_HASH: want_hash},
+                labels=container_labels(spec),
                 ports=[p.container_port for p in spec.ports] or None,
                 healthcheck=healthcheck,
                 host_config=host_config,
@@ -189,8 +178,15 @@ class DockerEngine:
         except docker.errors.APIError:
             return ""
 
-    def wait_healthy(self, names: list[str], timeout_s: float) -> None:
+    def wait_healthy(self, names: list[str], timeout_s: float, max_restarts: int = 3) -> None:
+        """Waits until every container reports healthy.
+
+        A broker may exit once while ZooKeeper still holds its previous session (its
+        ephemeral registration lingers until the session times out); the restart policy
+        brings it back, so a few restarts are tolerated before giving up.
+        """
         deadline = time.monotonic() + timeout_s
+        restarts_before = {name: (self._inspect(name) or {}).get("RestartCount", 0) for name in names}
         pending = list(names)
         while pending:
             for name in list(pending):
@@ -198,8 +194,9 @@ class DockerEngine:
                 if info is None:
                     raise SecureKafkaError(f"container {name} disappeared while starting")
                 state = info["State"]
-                if not state["Running"] or state.get("Restarting"):
-                    raise self._failure(name, f"exited with status {state.get('ExitCode')}")
+                restarts = info.get("RestartCount", 0) - restarts_before[name]
+                if restarts > max_restarts or (not state["Running"] and not state.get("Restarting")):
+                    raise self._failure(name, f"exited with status {state.get('ExitCode')} ({restarts} restarts)")
                 if state.get("Health", {}).get("Status") == "healthy":
                     self.progress(f"{name}: healthy")
                     pending.remove(name)
@@ -236,8 +233,16 @@ class DockerEngine:
     def down(self, env: str, purge: bool = False) -> None:
         """Removes the environment's containers and network; volumes too with ``purge``."""
         filters = self._env_filter(env)
-        for c in self.api.containers(all=True, filters=filters):
-            self.progress(f"container {c['Names'][0].lstrip('/')}: removing")
+        containers = self.api.containers(all=True, filters=filters)
+        # Brokers first, and gracefully: a broker that stops cleanly hands over leadership and
+        # closes its ZooKeeper session, so its registration is gone before the next `up`.
+        containers.sort(key=lambda c: c["Labels"].get(LABEL_ROLE) != "broker")
+        for c in containers:
+            name = c["Names"][0].lstrip("/")
+            if c["State"] == "running":
+                self.progress(f"container {name}: stopping")
+                self.api.stop(c["Id"], timeout=STOP_TIMEOUT_S)
+            self.progress(f"container {name}: removing")
             self.api.remove_container(c["Id"], force=True)
         for net in self.api.networks(filters=filters):
             self.progress(f"network {net['Name']}: removing")

@@ -44,6 +44,53 @@ def test_prod_listeners_refuse_tls_1_2(prod_env):
         assert not tls12.ok, f"{broker.name} accepted TLS 1.2"
 
 
+# --- container hardening (before the leader kill: every container is still running) ----------
+
+MIB = 1024 * 1024
+
+
+def test_prod_containers_are_hardened(prod_env, docker_client):
+    profile = prod_env.settings.profile
+    for node in prod_env.settings.topology.nodes:
+        info = docker_client.api.inspect_container(node.container)
+        host = info["HostConfig"]
+        heap, cpus = ((profile.zookeeper_heap_mb, profile.zookeeper_cpus) if node.role == "zookeeper"
+                      else (profile.broker_heap_mb, profile.broker_cpus))
+        assert info["Config"]["User"] == "10001:10001", node.name
+        assert host["ReadonlyRootfs"] is True, node.name
+        assert host["CapDrop"] == ["ALL"], node.name
+        assert host["SecurityOpt"] == ["no-new-privileges:true"], node.name
+        assert host["Memory"] == (heap + 384) * MIB, node.name
+        assert host["NanoCpus"] == int(cpus * 1_000_000_000), node.name
+        assert host["PidsLimit"] == profile.pids_limit, node.name
+
+
+def _sh(container, script: str, user: str = ""):
+    return container.exec_run(["sh", "-c", script], user=user)
+
+
+def test_prod_hardening_holds_inside_the_containers(prod_env, docker_client):
+    for node in prod_env.settings.topology.nodes:
+        container = docker_client.containers.get(node.container)
+        assert container.exec_run(["id", "-u"]).output == b"10001\n", node.name
+        # The root filesystem refuses a write; the control: /tmp (a tmpfs) takes one.
+        refused = _sh(container, "echo x > /probe")
+        assert refused.exit_code != 0 and b"Read-only file system" in refused.output, node.name
+        assert _sh(container, "echo x > /tmp/probe && rm /tmp/probe").exit_code == 0, node.name
+        # The JVM (pid 1's process tree) has no capability and cannot gain privileges.
+        status = dict(
+            line.split(":\t", 1) for line in _sh(container, "cat /proc/1/status").output.decode().splitlines()
+            if ":\t" in line
+        )
+        assert status["CapEff"].strip() == status["CapBnd"].strip() == "0000000000000000", node.name
+        assert status["NoNewPrivs"].strip() == "1", node.name
+        # Even root (docker exec -u 0) is powerless: without CAP_DAC_OVERRIDE it cannot open the
+        # node's 0600 config, which its owner, uid 10001, can (the control).
+        config = "/etc/kafka/config/" + ("zoo.cfg" if node.role == "zookeeper" else "server.properties")
+        assert _sh(container, f"head -c0 {config}").exit_code == 0, node.name
+        assert _sh(container, f"head -c0 {config}", user="0").exit_code != 0, node.name
+
+
 def test_leader_kill_loses_no_acked_record(prod_env, docker_client):
     admin = bootstrap.wait_for_admin(prod_env.admin_mtls_config(), 3)
     topic = f"replicated-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,73 @@
+"""Benchmark: time from `up` to verified-ready, dev (1+1) and prod shape (3+3).
+
+For each shape, in one run and from the cached runtime image:
+  cold  - a new environment: PKI, volumes, containers, SCRAM admin, verified round-trip;
+  warm  - `down` (volumes and PKI kept), then `up` again;
+  noop  - `up` on the running environment (must restart nothing).
+
+    .venv/bin/python benchmarks/provision_bench.py [--shapes dev,prod]
+
+Prints each time and its ratio to the target (dev 30 s, prod 90 s; below 1.0 is within
+target). Everything is purged at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from secure_kafka import settings as sk_settings
+from secure_kafka.dockerclient import connect
+from secure_kafka.environment import Environment
+from secure_kafka.image import ensure_image
+from secure_kafka.profiles import get_profile
+from secure_kafka.settings import Project
+from secure_kafka.testing import free_port_base
+
+TARGETS = {"dev": 30.0, "prod": 90.0}
+
+
+def timed(label: str, target: float, action) -> float:
+    started = time.monotonic()
+    action()
+    seconds = time.monotonic() - started
+    print(f"  {label:<6} {seconds:6.1f} s   ratio to target {seconds / target:.2f}", flush=True)
+    return seconds
+
+
+def bench_shape(shape: str) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"sk-bench-{shape}-") as tmp:
+        root = Path(tmp)
+        (root / "Pulumi.yaml").write_text("name: secure-kafka\nruntime: python\nmain: infra/\n")
+        name = f"b{uuid.uuid4().hex[:6]}"
+        project = Project(root)
+        project.write(dataclasses.replace(sk_settings.defaults(name, get_profile(shape), port_base=free_port_base())))
+        env = Environment(project, name)
+        target = TARGETS[shape]
+        print(f"{shape} ({env.settings.zookeeper_nodes} ZooKeeper + {env.settings.brokers} brokers), target {target:.0f} s")
+        try:
+            timed("cold", target, env.up)
+            timed("noop", target, env.up)
+            env.down()
+            timed("warm", target, env.up)
+        finally:
+            env.down(purge=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", default="dev,prod", help="comma-separated: dev, prod")
+    args = parser.parse_args()
+    os.environ.setdefault("SECURE_KAFKA_PASSPHRASE", uuid.uuid4().hex)  # prod never generates one
+    print(f"runtime image: {ensure_image(connect())}")
+    for shape in args.shapes.split(","):
+        bench_shape(shape.strip())
+
+
+if __name__ == "__main__":
+    main()

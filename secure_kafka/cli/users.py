@@ -1,0 +1,59 @@
+"""``secure-kafka users``: SCRAM users (each also gets a client certificate for mTLS)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import users as users_mod
+from .cluster import EnvArg, open_env
+from .common import echo_json, reporting
+
+app = typer.Typer(no_args_is_help=True, help="Application users: SCRAM credential + client certificate, no permissions until an ACL grants them.")
+
+NameArg = Annotated[str, typer.Argument(help="User name: 1-64 letters, digits, '.', '_' or '-'; its principal is User:<NAME>.")]
+
+
+@app.command()
+def add(env: EnvArg, name: NameArg) -> None:
+    """Create a user on the running cluster: generated SCRAM-SHA-512 password, client certificate.
+
+    The user may do nothing until acls/<ENV>.yaml grants it something. The password is never
+    printed: `secure-kafka client-config ENV NAME` writes a config that carries it.
+    Re-running it completes a user whose earlier `add` stopped half-way.
+    """
+    with reporting():
+        result = users_mod.add(open_env(env), name)
+    if result.changed:
+        typer.echo(f"user {name} created in {env} (principal User:{name}, SCRAM and mTLS; no permissions yet)")
+    else:
+        typer.echo(f"user {name} exists in {env}: nothing to do")
+    typer.echo(f"next: grant it in acls/{env}.yaml, `secure-kafka acl apply {env}`, then `secure-kafka client-config {env} {name} --out DIR`")
+
+
+@app.command()
+def remove(env: EnvArg, name: NameArg) -> None:
+    """Delete a user's SCRAM credential on the cluster (new logins fail at once) and its password.
+
+    Refused while acls/<ENV>.yaml still grants the user anything. Its client certificate stays
+    valid until it expires (no CRL); with its ACLs gone it may do nothing.
+    """
+    with reporting():
+        users_mod.remove(open_env(env), name)
+    typer.echo(f"user {name} removed from {env}")
+
+
+@app.command("list")
+def list_(
+    env: EnvArg,
+    json: Annotated[bool, typer.Option("--json", help='Print {"env", "users": [name, ...]}.')] = False,
+) -> None:
+    """List the environment's SCRAM users by name (never passwords)."""
+    with reporting():
+        names = users_mod.scram_users(open_env(env, quiet=True))
+    if json:
+        echo_json({"env": env, "users": names})
+        return
+    for name in names:
+        typer.echo(name)

@@ -1,0 +1,44 @@
+"""What both engines do the same way with a ``ClusterPlan``: one copy, so they cannot drift.
+
+The direct Docker engine and the Pulumi program (``infra/``) both write a container's
+rendered files before it starts, label it with its spec hash and give it the same tmpfs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..fsutil import write_atomic
+from ..plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
+
+# /tmp of every container (the root filesystem may be read-only).
+TMPFS_OPTIONS = "rw,nosuid,nodev,size=256m,mode=1777"
+
+
+def write_rendered_files(project_root: Path, files: Iterable[RenderedFile]) -> None:
+    """Writes rendered files under the project root, leaving unchanged ones untouched.
+
+    Unchanged files keep their mtime, so nothing that watches them (keystore reload) fires.
+    As root, files and their directory go to the container user; content may be secret and
+    is never logged.
+    """
+    as_root = os.geteuid() == 0
+    for file in files:
+        path = project_root / file.path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if as_root:
+            os.chown(path.parent, file.uid, file.uid)
+        if path.exists() and path.read_text() == file.content:
+            continue
+        write_atomic(path, file.content, mode=file.mode, uid=file.uid if as_root else None)
+
+
+def container_labels(spec: ContainerSpec) -> dict[str, str]:
+    """The labels a container is created with: the plan's, plus its spec hash.
+
+    The hash covers the rendered files, so a changed file changes a label: the Docker engine
+    replaces the container, and Pulumi sees a changed input and replaces it too.
+    """
+    return {**spec.labels, LABEL_SPEC_HASH: spec_hash(spec)}

@@ -1,0 +1,203 @@
+"""Authorization on the shared dev cluster: deny by default, declarative ACLs, SCRAM users, audit.
+
+A user added with `users add` may do nothing until the ACL file grants it something; every
+refusal here has a control beside it (the same client succeeding where a rule allows it),
+and every refusal must show up in the audit trail under the right principal. The same
+journey runs for the user's SCRAM login (SASL_SSL) and its certificate (mTLS).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic, \
+    ResourcePatternType, ResourceType
+
+from secure_kafka import acl, acladmin, audit, bootstrap, clients, users
+from secure_kafka.dockerclient import connect
+from secure_kafka.errors import SecureKafkaError
+
+
+def client_config(env, name: str, auth: str) -> dict[str, str]:
+    if auth == "scram":
+        return env.scram_config(name)
+    return clients.mtls_config(env.settings, env.certs.client_dir(name))
+
+
+def produce(conf: dict, topic: str, value: bytes) -> str | None:
+    """None when the record was written, else the error's name."""
+    outcome: list = []
+    producer = Producer({**conf, "message.timeout.ms": 15000, "acks": "all"})
+    producer.produce(topic, value, on_delivery=lambda err, _msg: outcome.append(err))
+    producer.flush(30)
+    assert outcome, "no delivery report within 30 s"
+    return outcome[0].name() if outcome[0] else None
+
+
+def read(conf: dict, topic: str, group: str, timeout_s: float = 20) -> tuple[list[bytes], str | None]:
+    """Records read from the start of the topic, and the first error's name (None when none)."""
+    consumer = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    values: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                if values:
+                    return values, None
+                continue
+            if msg.error():
+                if msg.error().name() == "_PARTITION_EOF":
+                    continue
+                return values, msg.error().name()
+            values.append(msg.value())
+        return values, None
+    finally:
+        consumer.close()
+
+
+def write_acls(env, rules: str) -> None:
+    path = acl.acl_file(env.project.root, env.env)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("acls:\n" + rules)
+
+
+def apply(env, prune: bool = False) -> acladmin.ApplyResult:
+    return acladmin.apply(users.admin_client(env), acladmin.load_desired(env), prune=prune)
+
+
+def denied_in_audit(env, principal: str, since) -> set[tuple[str, str, str]]:
+    """(operation, resource type, resource) of every denial of ``principal`` since ``since``."""
+    decisions = audit.select(audit.read(connect(), env.settings.topology), denied_only=True, since=since)
+    return {(d.operation, d.resource_type, d.resource) for d in decisions if d.principal == principal}
+
+
+@pytest.fixture
+def authz(dev_env):
+    """A fresh user with two topics (A, B) and an empty ACL file; all removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    name, topic_a, topic_b = f"authz-{tag}", f"authz-{tag}-a", f"authz-{tag}-b"
+    admin = users.admin_client(dev_env)
+    for topic in (topic_a, topic_b):
+        bootstrap.ensure_topic(admin, topic, 1)
+    users.add(dev_env, name)
+    acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
+    try:
+        yield dev_env, name, topic_a, topic_b
+    finally:
+        ours = [b for b in acladmin.describe(admin) if b.principal == f"User:{name}"]
+        acladmin.delete(admin, ours)
+        acl_path.unlink(missing_ok=True)
+        users.remove(dev_env, name)
+        for future in admin.delete_topics([topic_a, topic_b]).values():
+            future.result(timeout=30)
+
+
+@pytest.mark.parametrize("auth", ["scram", "mtls"])
+def test_deny_by_default_and_declared_grants(authz, auth):
+    env, name, topic_a, topic_b = authz
+    principal = f"User:{name}"
+    group = f"{name}-group"
+    conf = client_config(env, name, auth)
+    started = audit.datetime.now(audit.timezone.utc).replace(microsecond=0)
+
+    # A new user may do nothing: not even write A.
+    assert produce(conf, topic_a, b"before") == "TOPIC_AUTHORIZATION_FAILED"
+
+    write_acls(env, f"  - principal: {principal}\n    topic: {topic_a}\n    allow: [Write]\n")
+    first = apply(env)
+    assert [str(b) for b in first.created] == [f"allow {principal} Write on topic {topic_a}"]
+    assert not apply(env).changed  # idempotent: the second run changes nothing
+
+    # Writes A (control), not B.
+    assert produce(conf, topic_a, b"record-1") is None
+    assert produce(conf, topic_b, b"record-1") == "TOPIC_AUTHORIZATION_FAILED"
+
+    # Cannot create topics or alter ACLs (control: the admin just did both in the fixture).
+    user_admin = AdminClient(conf)
+    created = user_admin.create_topics([NewTopic(f"{topic_a}-new", 1, 1)])[f"{topic_a}-new"]
+    with pytest.raises(KafkaException) as refused:
+        created.result(timeout=30)
+    assert refused.value.args[0].name() in ("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED")
+    grant_self = AclBinding(ResourceType.TOPIC, topic_b, ResourcePatternType.LITERAL, principal, "*",
+                            AclOperation.ALL, AclPermissionType.ALLOW)
+    with pytest.raises(KafkaException) as refused:
+        next(iter(user_admin.create_acls([grant_self]).values())).result(timeout=30)
+    assert refused.value.args[0].name() == "CLUSTER_AUTHORIZATION_FAILED"
+
+    # With Read on its group but not on A, it cannot read A (control: the admin reads it).
+    write_rule = f"  - principal: {principal}\n    topic: {topic_a}\n    allow: [Write]\n"
+    group_rule = f"  - principal: {principal}\n    group: {group}\n    allow: [Read]\n"
+    write_acls(env, write_rule + group_rule)
+    assert len(apply(env).created) == 1
+    assert read(conf, topic_a, group) == ([], "TOPIC_AUTHORIZATION_FAILED")
+    assert read(env.admin_mtls_config(), topic_a, f"{group}-admin") == ([b"record-1"], None)
+
+    # With Read on A and on its group, it consumes.
+    read_rule = f"  - principal: {principal}\n    topic: {topic_a}\n    allow: [Write, Read]\n"
+    write_acls(env, read_rule + group_rule)
+    assert len(apply(env).created) == 1
+    assert read(conf, topic_a, group) == ([b"record-1"], None)
+
+    # Each denial is in the audit trail under this principal.
+    denied = denied_in_audit(env, principal, started)
+    assert ("Describe", "Topic", topic_b) in denied or ("Write", "Topic", topic_b) in denied, denied
+    assert ("Read", "Topic", topic_a) in denied, denied
+    assert ("Create", "Cluster", "kafka-cluster") in denied or ("Create", "Topic", f"{topic_a}-new") in denied, denied
+    assert ("Alter", "Cluster", "kafka-cluster") in denied, denied
+    # ... and the allowed write of A is there too, not as a denial.
+    allowed = [d for d in audit.select(audit.read(connect(), env.settings.topology), since=started)
+               if d.principal == principal and d.allowed]
+    assert any(d.operation == "Write" and d.resource == topic_a for d in allowed), allowed
+
+    # The file drops the group rule: `acl apply` keeps it (reported), `--prune` removes it, and a
+    # consumer without a group ACL is refused.
+    write_acls(env, read_rule)
+    kept = apply(env)
+    assert not kept.changed and [b.resource_type for b in kept.kept_extra if b.principal == principal] == ["group"]
+    pruned = apply(env, prune=True)
+    assert [b.resource_type for b in pruned.deleted] == ["group"]
+    assert not apply(env, prune=True).changed
+    assert read(conf, topic_a, f"{group}")[1] == "GROUP_AUTHORIZATION_FAILED"
+    assert ("Read", "Group", group) in denied_in_audit(env, principal, started)
+
+
+def test_bad_acl_file_applies_nothing(authz):
+    env, name, topic_a, _ = authz
+    admin = users.admin_client(env)
+    before = acladmin.describe(admin)
+    write_acls(env, f"  - principal: User:{name}\n    topic: {topic_a}\n    allow: [Write]\n"
+                    f"  - principal: User:nobody-{name}\n    topic: {topic_a}\n    allow: [Read]\n")
+    with pytest.raises(SecureKafkaError, match=r"acls/.*\.yaml:5: principal User:nobody-.* is not a user"):
+        apply(env)
+    assert acladmin.describe(admin) == before  # the valid first rule was not applied either
+
+
+def test_users_remove_revokes_at_once(dev_env):
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    users.add(dev_env, name)
+    assert name in users.scram_users(dev_env)
+    conf = dev_env.scram_config(name)
+    existing = AdminClient(conf)
+    existing.list_topics(timeout=15)  # control: authenticated, and requests work
+    try:
+        users.remove(dev_env, name)
+    except BaseException:
+        users.remove(dev_env, name)
+        raise
+    assert name not in users.scram_users(dev_env)
+    with pytest.raises(KafkaException):
+        AdminClient(conf).list_topics(timeout=15)  # a new login is refused at once
+    # The open connection is closed at its next re-authentication (connections.max.reauth.ms).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            existing.list_topics(timeout=5)
+        except KafkaException:
+            break
+        assert time.monotonic() < deadline, "the removed user's open connection still works after 60 s"
+        time.sleep(2)

@@ -1,0 +1,63 @@
+"""Parity: the Pulumi program asks Docker for the containers the Docker engine created.
+
+The shared dev environment was stood up by the Docker engine; ``docker inspect`` of its
+containers is compared with the inputs the Pulumi component declares (under Pulumi's
+mocks) for the same plan: command, env, mounts, tmpfs, ports, labels (spec hash included),
+user, healthcheck, hardening, limits, network and aliases. The one documented difference:
+pulumi-docker has no pids-limit input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+INFRA = Path(__file__).resolve().parents[2] / "infra"
+sys.path.insert(0, str(INFRA))
+
+import mocks  # noqa: E402  (infra/mocks.py)
+from component import SecureKafkaCluster, SecureKafkaClusterArgs  # noqa: E402
+
+from secure_kafka.planner import build_plan  # noqa: E402
+
+CONTAINER = "docker:index/container:Container"
+
+
+def pulumi_views(plan, env) -> dict[str, dict]:
+    def body():
+        cluster = SecureKafkaCluster(f"sk-{env.env}", SecureKafkaClusterArgs(plan, env.settings, env.project.root))
+        return cluster.verification
+
+    # A preview: nothing is written, the running environment is not touched.
+    monitor, _ = mocks.run(body, stack=env.env, config={}, preview=True)
+    return {r.inputs["name"]: mocks.docker_view_of_inputs(r.inputs) for r in monitor.of_type(CONTAINER)}
+
+
+def docker_views(docker_client, plan) -> dict[str, dict]:
+    api = docker_client.api
+    image_info = api.inspect_image(plan.containers[0].image)
+    return {spec.name: mocks.docker_view_of_inspect(api.inspect_container(spec.name), image_info) for spec in plan.containers}
+
+
+def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, runtime_image):
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, runtime_image)
+    running = docker_views(docker_client, plan)
+    declared = pulumi_views(plan, dev_env)
+    assert sorted(declared) == sorted(running) == sorted(s.name for s in plan.containers)
+    for name in running:
+        assert declared[name] == running[name], name
+    # The documented gap: the Docker engine limits PIDs, pulumi-docker cannot.
+    for spec in plan.containers:
+        assert docker_client.api.inspect_container(spec.name)["HostConfig"]["PidsLimit"] == spec.pids_limit
+
+
+def test_a_deliberate_change_breaks_parity(dev_env, docker_client, runtime_image):
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, runtime_image)
+    running = docker_views(docker_client, plan)
+    broker = plan.containers[-1]
+    changed = dataclasses.replace(plan, containers=plan.containers[:-1] + (
+        dataclasses.replace(broker, security_opt=()),))
+    declared = pulumi_views(changed, dev_env)
+    assert declared[broker.name] != running[broker.name]
+    assert declared[broker.name]["security_opt"] == [] != running[broker.name]["security_opt"]
