@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from secure_kafka import KAFKA_VERSION
+from secure_kafka import KAFKA_VERSION, probes
 
 ZOO_CFG = "dataDir=/var/lib/zookeeper\nclientPort=2181\nadmin.enableServer=false\ntickTime=2000\n"
 SERVER_PROPERTIES = """broker.id=0
@@ -90,3 +90,13 @@ def test_bare_zookeeper_and_broker_round_trip(bare_cluster):
                                "--from-beginning", "--max-messages", "5", "--timeout-ms", "30000"])
     assert rc == 0, out.decode()[-500:]
     assert [line for line in out.decode().splitlines() if line.startswith("record-")] == records
+
+
+def test_plaintext_probe_detects_a_plaintext_broker(bare_cluster):
+    """Control for the refusal tests: the probe does recognise a broker speaking plaintext."""
+    broker = bare_cluster
+    ip = next(iter(broker.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    deadline = time.monotonic() + 90
+    while not probes.kafka_answers_plaintext(ip, 9092):
+        assert time.monotonic() < deadline, "the bare plaintext broker never answered the probe"
+        time.sleep(2)

@@ -51,18 +51,22 @@ def zookeeper_shell(env, runtime_image, probe_dir, *command, tls=True, sasl=Fals
     return proc.stdout + proc.stderr
 
 
-def test_control_brokers_sasl_identity_reads_znodes(dev_env, runtime_image, tmp_path):
-    out = zookeeper_shell(dev_env, runtime_image, tmp_path, "ls", "/brokers/ids", sasl=True)
-    assert "[0]" in out, out[-1500:]
+@pytest.mark.parametrize("command, expected", [(("ls", "/brokers/ids"), "[0]"),
+                                               (("get", "/config/users/admin"), "SCRAM-SHA-512")],
+                         ids=["read", "read-scram"])
+def test_control_brokers_sasl_identity_reads_znodes(dev_env, runtime_image, tmp_path, command, expected):
+    out = zookeeper_shell(dev_env, runtime_image, tmp_path, *command, sasl=True)
+    assert expected in out, out[-1500:]
 
 
 @pytest.mark.parametrize("command", [("get", "/config/users/admin"), ("ls", "/brokers/ids"),
                                      ("create", "/intruder", "x")], ids=["read-scram", "read", "write"])
 def test_tls_client_without_sasl_is_refused(dev_env, runtime_image, tmp_path, command):
     out = zookeeper_shell(dev_env, runtime_image, tmp_path, *command, sasl=False)
+    assert "client failed to authenticate" in out, out[-1500:]
     assert "[0]" not in out and "Created /intruder" not in out and "SCRAM-SHA-512" not in out, out[-1500:]
 
 
 def test_plaintext_client_is_refused(dev_env, runtime_image, tmp_path):
     out = zookeeper_shell(dev_env, runtime_image, tmp_path, "ls", "/brokers/ids", tls=False, sasl=True)
-    assert "[0]" not in out, out[-1500:]
+    assert "ConnectionLoss" in out and "[0]" not in out, out[-1500:]
