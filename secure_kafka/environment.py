@@ -25,6 +25,7 @@ from .planner import build_plan
 from .proc import Progress, quiet
 from .secretstore import SecretStore, scram_password_name
 from .settings import Project, Settings
+from .volumes import EncryptedVolumes
 
 ADMIN = "admin"
 
@@ -55,6 +56,10 @@ class Environment:
         self.progress = progress
         self.certs = CertStore(project, self.settings, prompt=prompt)
         self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
+        self.volumes = EncryptedVolumes(
+            project.root, project.certs_dir(env), env, tuple(n.name for n in self.settings.topology.nodes),
+            self.settings.volume_size_gib, self.certs.passphrase, progress,
+        )
 
     @property
     def bootstrap_servers(self) -> dict[str, list[str]]:
@@ -90,14 +95,22 @@ class Environment:
         if engine == "pulumi":
             # The Pulumi program builds the same plan and runs `bootstrap` itself (infra/).
             self.ensure_pki()
+            self.open_volumes()
             outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase())
             verified = outputs["verification"]
             nodes = {node.name: "applied" for node in self.settings.topology.nodes}
             return UpResult(self.env, nodes, verified["scramUsersCreated"], verified["roundTripS"],
                             time.monotonic() - started, self.bootstrap_servers)
-        nodes = DockerEngine(client, self.project.root, self.progress).apply(self.plan(tag))
+        cluster_plan = self.plan(tag)
+        self.open_volumes()
+        nodes = DockerEngine(client, self.project.root, self.progress).apply(cluster_plan)
         created, round_trip_s = self.bootstrap()
         return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers)
+
+    def open_volumes(self) -> None:
+        """Unlocks (on first use: creates) the nodes' encrypted volumes, before any container starts."""
+        if self.settings.encrypted_volumes:
+            self.volumes.open()
 
     def pulumi_passphrase(self) -> str:
         """Pulumi's secrets passphrase: $PULUMI_CONFIG_PASSPHRASE, else the environment's own."""
@@ -131,6 +144,10 @@ class Environment:
             PulumiEngine(self.project.root, self.env, self.progress).destroy(self.pulumi_passphrase())
         # Also after `pulumi destroy`: sweeps what the other engine made, and (purge) the volumes Pulumi retains.
         DockerEngine(connect(), self.project.root, self.progress).down(self.env, purge=purge)
+        # Once no container holds them: the plaintext paths go, the keys leave the kernel.
+        self.volumes.close()
+        if purge:
+            self.volumes.destroy()
         if purge:
             certs_dir = self.project.certs_dir(self.env)
             if certs_dir.exists():
@@ -156,7 +173,9 @@ class Environment:
             "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
                        "health": n.health, "healthy": n.healthy} for n in nodes],
             "bootstrap": self.bootstrap_servers,
-            "encrypted_volumes": self.settings.encrypted_volumes,
+            # Per node: unlocked (mounted, key in the kernel), locked, or absent (not created yet).
+            "encrypted_volumes": {"enabled": self.settings.encrypted_volumes, "backend": self.volumes.backend.name,
+                                  "nodes": self.volumes.states()},
             "warnings": warnings,
         }
 

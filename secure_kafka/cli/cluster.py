@@ -105,7 +105,7 @@ def down(
 @app.command()
 def status(
     env: EnvArg,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], bootstrap{sasl_ssl, ssl}, warnings.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], bootstrap{sasl_ssl, ssl}, encrypted_volumes{enabled, backend, nodes{NODE: unlocked|locked|absent}}, warnings.")] = False,
 ) -> None:
     """Show nodes, health, bootstrap servers and certificate-expiry warnings. Exit 1 when unhealthy."""
     with reporting():
@@ -118,6 +118,9 @@ def status(
             typer.echo(f"  {node['name']:<10} {node['role']:<10} {node['state']:<10} {node['health']}")
         typer.echo(f"  SASL_SSL: {','.join(report['bootstrap']['sasl_ssl'])}")
         typer.echo(f"  SSL:      {','.join(report['bootstrap']['ssl'])}")
+        volumes = report["encrypted_volumes"]
+        states = ", ".join(f"{node} {state}" for node, state in volumes["nodes"].items())
+        typer.echo(f"  encrypted volumes: {'on' if volumes['enabled'] else 'off'} ({volumes['backend']}: {states})")
         for warning in report["warnings"]:
             typer.echo(f"  warning: {warning}", err=True)
     if not report["healthy"]:

@@ -44,7 +44,7 @@ def test_plan_shape(secrets, make, order):
     assert cluster.env == env
     assert cluster.network == f"sk-{env}"
     assert [c.node for c in cluster.containers] == order  # start order: ZooKeeper first
-    assert cluster.volumes == tuple(f"sk-{env}-{node}-data" for node in order)
+    assert cluster.volumes == ()  # encrypted volumes (the default) are bind mounts, not Docker volumes
     assert cluster.labels == {plan.LABEL_PROJECT: "secure-kafka", plan.LABEL_ENV: env}
     for spec in cluster.containers:
         assert spec.name == f"sk-{env}-{spec.node}"
@@ -75,7 +75,7 @@ def test_commands_env_and_mounts(secrets, make):
         assert spec.mounts == (
             plan.Mount("bind", f"/srv/project/certs/{env}/runtime/{spec.node}", "/etc/kafka/config", read_only=True),
             plan.Mount("bind", f"/srv/project/certs/{env}/nodes/{spec.node}", "/etc/kafka/tls", read_only=True),
-            plan.Mount("volume", f"sk-{env}-{spec.node}-data", data),
+            plan.Mount("bind", f"/run/secure-kafka/{env}/{spec.node}/data", data),
             plan.Mount("tmpfs", "", "/tmp"),
         )
         assert spec.user == "10001:10001"

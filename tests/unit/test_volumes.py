@@ -1,0 +1,210 @@
+"""Encrypted volumes without the kernel: key wrapping, the refusals around keys, the plan's mounts."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from secure_kafka import plan, profiles, volumes
+from secure_kafka.errors import SecureKafkaError
+from secure_kafka.planner import build_plan
+from secure_kafka.secretstore import SecretStore
+from secure_kafka.settings import defaults
+
+KEY = os.urandom(volumes.MASTER_KEY_BYTES)
+ROOT = Path("/srv/project")
+
+
+def test_wrapped_key_round_trip_and_file_holds_no_key():
+    text = volumes.wrap_key(KEY, "pass phrase", "dev", "kafka-0")
+    assert volumes.unwrap_key(text, "pass phrase", "dev", "kafka-0", "k.json") == KEY
+    document = json.loads(text)
+    assert document["kdf"]["name"] == "scrypt" and document["cipher"] == "AES-256-GCM"
+    assert KEY not in text.encode() and base64.b64encode(KEY).decode() not in text
+    # Fresh salt and nonce every time: two wraps of one key differ.
+    assert volumes.wrap_key(KEY, "pass phrase", "dev", "kafka-0") != text
+
+
+def test_wrong_passphrase_refused():
+    text = volumes.wrap_key(KEY, "right", "dev", "kafka-0")
+    with pytest.raises(SecureKafkaError, match=r"k.json: cannot unwrap the volume key: wrong passphrase"):
+        volumes.unwrap_key(text, "wrong", "dev", "kafka-0", "k.json")
+
+
+@pytest.mark.parametrize("field", ["wrapped_key", "nonce"])
+def test_tampered_key_file_refused(field):
+    document = json.loads(volumes.wrap_key(KEY, "pw", "dev", "kafka-0"))
+    raw = bytearray(base64.b64decode(document[field]))
+    raw[0] ^= 1
+    document[field] = base64.b64encode(bytes(raw)).decode()
+    with pytest.raises(SecureKafkaError, match="cannot unwrap"):
+        volumes.unwrap_key(json.dumps(document), "pw", "dev", "kafka-0", "k.json")
+
+
+@pytest.mark.parametrize("env, node", [("dev", "kafka-1"), ("prod", "kafka-0")])
+def test_key_file_of_another_volume_refused(env, node):
+    text = volumes.wrap_key(KEY, "pw", "dev", "kafka-0")
+    with pytest.raises(SecureKafkaError, match="cannot unwrap"):
+        volumes.unwrap_key(text, "pw", env, node, "k.json")
+
+
+@pytest.mark.parametrize("text", ["", "{}", "not json", '{"format": 1}'])
+def test_garbled_key_file_refused(text):
+    with pytest.raises(SecureKafkaError, match="k.json: not a volume key file"):
+        volumes.unwrap_key(text, "pw", "dev", "kafka-0", "k.json")
+
+
+class RecordingBackend:
+    """Stands in for the kernel: records calls, keeps 'images' as files."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.calls: list[tuple[str, str]] = []
+
+    def create(self, volume, key):
+        volume.image.parent.mkdir(parents=True, exist_ok=True)
+        volume.image.write_bytes(b"")
+        self.calls.append(("create", volume.node))
+
+    def unlock(self, volume, key):
+        self.calls.append(("unlock", volume.node))
+
+    def lock(self, volume):
+        self.calls.append(("lock", volume.node))
+
+    def destroy(self, volume):
+        volume.image.unlink(missing_ok=True)
+        self.calls.append(("destroy", volume.node))
+
+    def state(self, volume):
+        return volumes.LOCKED if volume.image.exists() else volumes.ABSENT
+
+
+def env_volumes(tmp_path: Path, passphrase: str = "pw") -> tuple[volumes.EncryptedVolumes, RecordingBackend]:
+    backend = RecordingBackend()
+    return volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", ("zk-0", "kafka-0"), 1,
+                                    lambda: passphrase, backend=backend), backend
+
+
+def test_first_open_creates_keys_0600_and_volumes(tmp_path):
+    vols, backend = env_volumes(tmp_path)
+    assert vols.open() == {"zk-0": "created", "kafka-0": "created"}
+    for node in ("zk-0", "kafka-0"):
+        key_file = volumes.key_path(tmp_path / "certs" / "dev", node)
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert vols.volume(node).image == tmp_path / ".volumes" / "dev" / f"{node}.img"
+    assert backend.calls == [("create", "zk-0"), ("unlock", "zk-0"), ("create", "kafka-0"), ("unlock", "kafka-0")]
+    again, backend = env_volumes(tmp_path)
+    assert again.open() == {"zk-0": "unlocked", "kafka-0": "unlocked"}
+    assert ("create", "zk-0") not in backend.calls
+
+
+def test_wrong_passphrase_opens_nothing(tmp_path):
+    env_volumes(tmp_path)[0].open()
+    vols, backend = env_volumes(tmp_path, passphrase="wrong")
+    with pytest.raises(SecureKafkaError, match="wrong passphrase"):
+        vols.open()
+    assert backend.calls == []
+
+
+def test_missing_key_with_existing_image_is_an_error_never_a_new_volume(tmp_path):
+    vols, _ = env_volumes(tmp_path)
+    vols.open()
+    volumes.key_path(tmp_path / "certs" / "dev", "kafka-0").unlink()
+    vols, backend = env_volumes(tmp_path)
+    with pytest.raises(SecureKafkaError, match=r"certs/dev/volume-keys/kafka-0.json: missing.*restore the key file"):
+        vols.open()
+    assert backend.calls == []  # not even zk-0: all keys are read before anything is opened
+    assert not volumes.key_path(tmp_path / "certs" / "dev", "kafka-0").exists()
+
+
+def test_missing_image_with_existing_key_is_an_error(tmp_path):
+    vols, _ = env_volumes(tmp_path)
+    vols.open()
+    vols.volume("zk-0").image.unlink()
+    vols, backend = env_volumes(tmp_path)
+    with pytest.raises(SecureKafkaError, match=r"zk-0.img: volume of zk-0 missing while its key exists"):
+        vols.open()
+    assert backend.calls == []
+
+
+def test_interrupted_creation_is_completed_with_the_kept_key(tmp_path):
+    vols, _ = env_volumes(tmp_path)
+    vols.open()
+    key_before = volumes.key_path(tmp_path / "certs" / "dev", "zk-0").read_text()
+    image = vols.volume("zk-0").image
+    image.rename(vols.volume("zk-0").partial)  # as if mkfs had not finished
+    vols, backend = env_volumes(tmp_path)
+    assert vols.open()["zk-0"] == "created"
+    assert volumes.key_path(tmp_path / "certs" / "dev", "zk-0").read_text() == key_before
+
+
+def test_destroy_removes_images_and_keys(tmp_path):
+    vols, backend = env_volumes(tmp_path)
+    vols.open()
+    vols.destroy()
+    assert not (tmp_path / ".volumes" / "dev").exists()
+    assert not (tmp_path / "certs" / "dev" / volumes.KEYS_DIR).exists()
+
+
+def test_paths_are_pure_functions_of_env_and_node():
+    assert volumes.mountpoint("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0"
+    assert volumes.plaintext_dir("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0/data"
+
+
+def test_ioctl_numbers_match_linux_fscrypt_h():
+    assert volumes.FS_IOC_SET_ENCRYPTION_POLICY == 0x800C6613
+    assert volumes.FS_IOC_GET_ENCRYPTION_POLICY_EX == 0xC0096616
+    assert volumes.FS_IOC_ADD_ENCRYPTION_KEY == 0xC0506617
+    assert volumes.FS_IOC_REMOVE_ENCRYPTION_KEY == 0xC0406618
+    assert volumes.FS_IOC_GET_ENCRYPTION_KEY_STATUS == 0xC080661A
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", [profiles.DEV, profiles.PROD], ids=["dev", "prod"])
+def test_plan_binds_the_unlocked_volume_when_encrypted(tmp_path, profile):
+    settings = defaults(profile.name, profile)
+    assert settings.encrypted_volumes
+    cluster = build_plan(ROOT, settings, SecretStore(tmp_path / "secrets.json"), "img:test")
+    assert cluster.volumes == ()
+    for spec in cluster.containers:
+        target = "/var/lib/kafka" if spec.role == "broker" else "/var/lib/zookeeper"
+        data = [m for m in spec.mounts if m.target == target]
+        assert data == [plan.Mount("bind", f"/run/secure-kafka/{settings.env}/{spec.node}/data", target)]
+        assert not any(m.kind == "volume" for m in spec.mounts)
+
+
+def test_plan_uses_named_volumes_when_not_encrypted(tmp_path):
+    settings = dataclasses.replace(defaults("dev", profiles.DEV), encrypted_volumes=False)
+    cluster = build_plan(ROOT, settings, SecretStore(tmp_path / "secrets.json"), "img:test")
+    assert cluster.volumes == ("sk-dev-zk-0-data", "sk-dev-kafka-0-data")
+    for spec in cluster.containers:
+        assert plan.Mount("volume", f"sk-dev-{spec.node}-data",
+                          "/var/lib/kafka" if spec.role == "broker" else "/var/lib/zookeeper") in spec.mounts
+        assert not any(m.source.startswith("/run/secure-kafka") for m in spec.mounts)
+
+
+def test_no_volume_key_material_in_plan_labels_or_env(tmp_path):
+    project, env = tmp_path / "project", "dev"
+    vols = volumes.EncryptedVolumes(project, project / "certs" / env, env, ("zk-0", "kafka-0"), 1,
+                                    lambda: "pw", backend=RecordingBackend())
+    vols.open()
+    keys = [volumes.unwrap_key(volumes.key_path(project / "certs" / env, n).read_text(), "pw", env, n, "k")
+            for n in ("zk-0", "kafka-0")]
+    cluster = build_plan(project, defaults(env, profiles.DEV), SecretStore(tmp_path / "secrets.json"), "img:test")
+    for spec in cluster.containers:
+        exposed = json.dumps([spec.env, spec.labels, spec.command, [dataclasses.asdict(m) for m in spec.mounts],
+                              cluster.labels])
+        exposed_files = "".join(f.content for f in spec.files)
+        for key in keys:
+            for form in (key.hex(), base64.b64encode(key).decode()):
+                assert form not in exposed and form not in exposed_files
+        assert "volume-keys" not in exposed and "pw" not in spec.env.values()
