@@ -27,7 +27,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -377,12 +377,12 @@ class CertStore:
         secret_store = SecretStore(base / "secrets.json")
         _mkdir(base / "nodes")
         for node in settings.topology.nodes:
-            issued = self._issue_node(ca, node)
-            self._write_node(base / "nodes" / node.name, issued, ca, secret_store.get(store_password_name(node.name)))
+            issued = self.issue_node(ca, node)
+            self.write_node_files(base / "nodes" / node.name, issued, [ca.cert], secret_store.get(store_password_name(node.name)))
             manifest.add(CertRecord.of(node.name, node.role, issued.cert, f"nodes/{node.name}"))
         _mkdir(base / "clients")
-        issued = self._issue_client(ca, ADMIN)
-        self._write_client(base / "clients" / ADMIN, issued, ca, secret_store.get(store_password_name(ADMIN)))
+        issued = self.issue_client(ca, ADMIN)
+        self.write_client_files(base / "clients" / ADMIN, issued, [ca.cert], secret_store.get(store_password_name(ADMIN)))
         manifest.add(CertRecord.of(ADMIN, "client", issued.cert, f"clients/{ADMIN}"))
         manifest.save(base / "manifest.json")
         return manifest
@@ -406,7 +406,7 @@ class CertStore:
                 os.rename(entry, self.root / entry.name)
         shutil.rmtree(previous)
 
-    def _issue_node(self, ca: pki.CA, node: Node) -> pki.IssuedCert:
+    def issue_node(self, ca: pki.CA, node: Node) -> pki.IssuedCert:
         # Brokers' published listeners are reached as localhost / 127.0.0.1 from the host.
         sans = node.dns_names + (("localhost", "127.0.0.1") if node.role == "broker" else ())
         return ca.issue_cert(
@@ -419,7 +419,7 @@ class CertStore:
             client=True,  # brokers and ZooKeeper peers are also clients of each other
         )
 
-    def _issue_client(self, ca: pki.CA, principal: str) -> pki.IssuedCert:
+    def issue_client(self, ca: pki.CA, principal: str) -> pki.IssuedCert:
         return ca.issue_cert(
             principal,
             "client",
@@ -435,19 +435,26 @@ class CertStore:
         # where their own uid is what the container sees.
         return CONTAINER_UID if os.geteuid() == 0 else None
 
-    def _write_node(self, directory: Path, issued: pki.IssuedCert, ca: pki.CA, password: str) -> None:
+    def write_node_files(
+        self, directory: Path, issued: pki.IssuedCert, trusted: Sequence[x509.Certificate], password: str
+    ) -> None:
+        """A node's stores: ``trusted`` holds one CA, or two while the CA is being rotated."""
         uid = self._container_uid()
         _mkdir(directory, uid)
         write_atomic(directory / "keystore.p12", issued.pkcs12_keystore(password), mode=0o600, uid=uid)
-        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore([ca.cert], password), mode=0o600, uid=uid)
+        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore(trusted, password), mode=0o600, uid=uid)
         write_atomic(directory / "node.crt", issued.cert_pem(), mode=0o644, uid=uid)
 
     @staticmethod
-    def _write_client(directory: Path, issued: pki.IssuedCert, ca: pki.CA, password: str) -> None:
+    def write_client_files(
+        directory: Path, issued: pki.IssuedCert, trusted: Sequence[x509.Certificate], password: str
+    ) -> None:
+        """A client's PEM files and stores; ``ca.crt`` is the bundle of every trusted CA."""
         _mkdir(directory)
         issued.write_pem(directory, "client")
+        write_atomic(directory / "ca.crt", b"".join(c.public_bytes(serialization.Encoding.PEM) for c in trusted), mode=0o644)
         write_atomic(directory / "keystore.p12", issued.pkcs12_keystore(password), mode=0o600)
-        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore([ca.cert], password), mode=0o600)
+        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore(trusted, password), mode=0o600)
 
     def load(self) -> pki.CA:
         """The CA, ready to issue: decrypted with the passphrase, and not expired."""
@@ -476,11 +483,11 @@ class CertStore:
             raise SecureKafkaError(f"{self.relative(directory)} exists already: principal {principal!r} has a certificate")
         ca = self.load()
         manifest = Manifest.load(self.manifest_path)
-        issued = self._issue_client(ca, principal)
+        issued = self.issue_client(ca, principal)
         clients = _mkdir(self.root / "clients")
         staging = Path(tempfile.mkdtemp(dir=clients, prefix=f".{principal}.new-"))
         try:
-            self._write_client(staging, issued, ca, self.secrets.get(store_password_name(principal)))
+            self.write_client_files(staging, issued, [ca.cert], self.secrets.get(store_password_name(principal)))
             os.rename(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

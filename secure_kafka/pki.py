@@ -200,6 +200,18 @@ class IssuedCert:
         write_atomic(paths.ca, self.chain_pem(), mode=0o644, uid=uid)
         return paths
 
+    @classmethod
+    def from_pkcs12(cls, data: bytes, password: str, kind: str) -> "IssuedCert":
+        """The key entry of a keystore written by ``pkcs12_keystore`` (name = its alias)."""
+        store = pkcs12.load_pkcs12(data, password.encode())
+        if store.key is None or store.cert is None or not isinstance(store.key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise SecureKafkaError("keystore has no EC or RSA private key entry: re-issue it")
+        name = (store.cert.friendly_name or b"").decode() or str(
+            store.cert.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        )
+        chain = tuple(c.certificate for c in store.additional_certs)
+        return cls(name=name, kind=kind, cert=store.cert.certificate, key=store.key, chain=chain)
+
     def pkcs12_keystore(self, password: str) -> bytes:
         """A PKCS12 keystore: one PrivateKeyEntry with alias ``name`` and chain leaf + CA.
 

@@ -271,6 +271,7 @@ def render_broker(
         "zookeeper_connect": topology.zookeeper_connect,
         "zookeeper_sasl_user": ZOOKEEPER_SASL_USER,
         "zookeeper_sasl_password": secrets.get(secretstore.ZOOKEEPER_SASL),
+        "password_encoder_secret": secrets.get(secretstore.PASSWORD_ENCODER),
         **_node_stores(node, secrets),
         **_tls(settings),
     }

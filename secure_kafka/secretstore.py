@@ -17,6 +17,8 @@ from .fsutil import write_atomic
 # Names of the secrets the cluster itself needs.
 ZOOKEEPER_SASL = "zookeeper-sasl"  # brokers' shared SASL identity towards ZooKeeper
 QUORUM_SASL = "quorum-sasl"  # ZooKeeper peers towards each other
+# Encrypts the password configs a broker stores in ZooKeeper (dynamic keystore reload, rotation).
+PASSWORD_ENCODER = "password-encoder"
 
 
 class SecretStore:

@@ -14,13 +14,14 @@ remove its rules and `acl apply --prune` first.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ScramMechanism, UserScramCredentialDeletion
 
-from . import acl, bootstrap, pki
+from . import acl, bootstrap, clients, pki
 from .certstore import RESERVED_CLIENT_NAME
 from .errors import SecureKafkaError
 from .secretstore import scram_password_name
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 SCRAM_PREFIX = scram_password_name("")
 REACH_TIMEOUT_S = 20
+REVOKE_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def remove(env: Environment, name: str) -> None:
             raise SecureKafkaError(f"{_relative(env, path)} still grants {principal}: remove its rules and run "
                                    f"`secure-kafka acl apply {env.env} --prune` first")
     admin = admin_client(env)
+    password = env.secrets.get(scram_password_name(name))
     futures = admin.alter_user_scram_credentials([UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)])
     for future in futures.values():
         try:
@@ -102,7 +105,30 @@ def remove(env: Environment, name: str) -> None:
         except KafkaException as exc:
             if exc.args[0].name() != "RESOURCE_NOT_FOUND":  # already gone: finish the local part
                 raise SecureKafkaError(f"deleting SCRAM user {name} failed: {exc.args[0].str()}") from None
+    _wait_refused(env, name, password)
     env.secrets.remove(scram_password_name(name))
+
+
+def _wait_refused(env: Environment, name: str, password: str) -> None:
+    """Returns once every broker refuses the deleted credential.
+
+    Brokers learn of the deletion through a ZooKeeper notification, a moment after the Admin
+    API answers: "revoked" is proven by a refused login on each broker, not assumed.
+    """
+    ca = env.certs.client_dir(acl.ADMIN) / "ca.crt"
+    for address in env.settings.topology.bootstrap("sasl_ssl"):
+        conf = {**clients.scram_config(env.settings, ca, name, password), "bootstrap.servers": address,
+                "log_level": 0}  # the refusal is expected: keep librdkafka from logging it
+        deadline = time.monotonic() + REVOKE_TIMEOUT_S
+        while True:
+            try:
+                AdminClient(conf).list_topics(timeout=5)
+            except KafkaException:
+                break  # refused (or unreachable, which refuses as well)
+            if time.monotonic() > deadline:
+                raise SecureKafkaError(f"{address} still accepts SCRAM user {name} {REVOKE_TIMEOUT_S} s after its "
+                                       f"deletion: re-run `secure-kafka users remove {env.env} {name}`")
+            time.sleep(0.5)
 
 
 def _relative(env: Environment, path) -> str:

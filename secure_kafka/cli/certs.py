@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..certstore import CertStore
+from ..errors import SecureKafkaError
 from ..settings import Project
 from . import common
 
@@ -62,3 +63,63 @@ def verify(env: EnvArgument, json: JsonOption = False) -> None:
         typer.echo(f"the PKI of {env!r} is sound")
     if problems:
         raise typer.Exit(1)
+
+
+@app.command("rotate")
+def rotate(
+    env: EnvArgument,
+    node: Annotated[str | None, typer.Option("--node", help="Rotate this node's leaf certificate only.")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="Rotate this client principal's certificate only.")] = None,
+    ca: Annotated[bool, typer.Option("--ca", help="Replace the CA: trust both, reissue every leaf, drop the old CA.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted or paused rotation.")] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="Undo an interrupted rotation, back to the old material.")] = False,
+    if_expiring_within: Annotated[
+        str | None, typer.Option("--if-expiring-within", help="Only rotate what expires within this (30d, 12h); else do nothing, exit 0.")
+    ] = None,
+    pause_after_trust: Annotated[
+        bool, typer.Option("--pause-after-trust", help="--ca: stop once both CAs are trusted, so clients can be restarted; then --resume.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Rotate leaf certificates (or the CA with --ca) on the running cluster without downtime.
+
+    Brokers reload their listener keystores in place; ZooKeeper nodes and then brokers are
+    restarted one at a time, each waiting for the cluster to be fully in sync. Progress is
+    kept in certs/ENV/rotation/: an interrupted rotation is continued with --resume or undone
+    with --abort.
+    """
+    from .. import rotation
+    from ..environment import Environment
+
+    with common.reporting():
+        if resume and abort:
+            raise SecureKafkaError("--resume and --abort exclude each other: choose one")
+        if (resume or abort) and (node or client or ca or if_expiring_within or pause_after_trust):
+            raise SecureKafkaError("--resume/--abort take no other option: the rotation in progress knows what it does")
+        if ca and (node or client):
+            raise SecureKafkaError("--ca rotates every certificate: drop --node/--client")
+        if pause_after_trust and not ca:
+            raise SecureKafkaError("--pause-after-trust belongs to a CA rotation: add --ca")
+        window = rotation.parse_duration(if_expiring_within) if if_expiring_within is not None else None
+        environment = Environment(Project.find(), env, prompt=common.prompt_passphrase, progress=common.progress)
+        if resume:
+            report = rotation.resume(environment, progress=common.progress)
+        elif abort:
+            report = rotation.abort(environment, progress=common.progress)
+        elif window is not None:
+            report = rotation.rotate_if_due(environment, window, ca=ca, node=node, client=client, progress=common.progress)
+        elif ca:
+            report = rotation.rotate_ca(environment, pause_after_trust=pause_after_trust, progress=common.progress)
+        else:
+            report = rotation.rotate_leaves(environment, node=node, client=client, progress=common.progress)
+    if json:
+        common.echo_json(report.to_json())
+        return
+    if report.outcome == "nothing-due":
+        typer.echo(f"nothing in {env!r} expires within {if_expiring_within}: no rotation")
+        return
+    typer.echo(f"{report.kind} rotation of {env!r}: {report.outcome} ({', '.join(report.phases) or 'no phase'}) in {report.elapsed_s:.0f} s")
+    for owner, serial in sorted(report.serials.items()):
+        typer.echo(f"  {owner:<12} serial {serial}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")

@@ -60,8 +60,10 @@ def up(
     """Provision the environment, wait until every node is healthy and a round-trip is verified.
 
     Creates the PKI on first use, builds or reuses the runtime image, starts ZooKeeper then
-    the brokers, creates the admin's SCRAM user, and proves a produce/consume round-trip over
-    SASL_SSL and mTLS. Re-running it on an unchanged environment restarts nothing.
+    the brokers, creates the SCRAM users (admin and those added with `users add`), applies
+    acls/<ENV>.yaml (validated before anything starts; extras are kept, see `acl apply --prune`),
+    and proves a produce/consume round-trip over SASL_SSL and mTLS. Re-running it on an
+    unchanged environment restarts nothing.
     """
     with reporting():
         result = open_env(env).up(engine=chosen_engine(engine))

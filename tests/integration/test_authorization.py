@@ -8,10 +8,12 @@ journey runs for the user's SCRAM login (SASL_SSL) and its certificate (mTLS).
 
 from __future__ import annotations
 
+import textwrap
 import time
 import uuid
 
 import pytest
+import yaml
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic, \
     ResourcePatternType, ResourceType
@@ -19,6 +21,10 @@ from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, A
 from secure_kafka import acl, acladmin, audit, bootstrap, clients, users
 from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
+
+
+# Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
+ORIGINAL_RULES: dict[str, list] = {}
 
 
 def client_config(env, name: str, auth: str) -> dict[str, str]:
@@ -61,9 +67,11 @@ def read(conf: dict, topic: str, group: str, timeout_s: float = 20) -> tuple[lis
 
 
 def write_acls(env, rules: str) -> None:
+    """The environment's ACL file: the rules it had before the test, then ``rules``."""
     path = acl.acl_file(env.project.root, env.env)
     path.parent.mkdir(exist_ok=True)
-    path.write_text("acls:\n" + rules)
+    kept = yaml.safe_dump(ORIGINAL_RULES[env.env], sort_keys=False) if ORIGINAL_RULES.get(env.env) else ""
+    path.write_text("acls:\n" + textwrap.indent(kept, "  ") + rules)
 
 
 def apply(env, prune: bool = False) -> acladmin.ApplyResult:
@@ -78,7 +86,7 @@ def denied_in_audit(env, principal: str, since) -> set[tuple[str, str, str]]:
 
 @pytest.fixture
 def authz(dev_env):
-    """A fresh user with two topics (A, B) and an empty ACL file; all removed afterwards."""
+    """A fresh user with two topics (A, B); all removed and the ACL file restored afterwards."""
     tag = uuid.uuid4().hex[:8]
     name, topic_a, topic_b = f"authz-{tag}", f"authz-{tag}-a", f"authz-{tag}-b"
     admin = users.admin_client(dev_env)
@@ -86,12 +94,17 @@ def authz(dev_env):
         bootstrap.ensure_topic(admin, topic, 1)
     users.add(dev_env, name)
     acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
+    original = acl_path.read_text() if acl_path.exists() else None
+    ORIGINAL_RULES[dev_env.env] = ((yaml.safe_load(original) or {}).get("acls") or []) if original else []
     try:
         yield dev_env, name, topic_a, topic_b
     finally:
         ours = [b for b in acladmin.describe(admin) if b.principal == f"User:{name}"]
         acladmin.delete(admin, ours)
-        acl_path.unlink(missing_ok=True)
+        if original is None:
+            acl_path.unlink(missing_ok=True)
+        else:
+            acl_path.write_text(original)
         users.remove(dev_env, name)
         for future in admin.delete_topics([topic_a, topic_b]).values():
             future.result(timeout=30)
@@ -160,7 +173,7 @@ def test_deny_by_default_and_declared_grants(authz, auth):
     kept = apply(env)
     assert not kept.changed and [b.resource_type for b in kept.kept_extra if b.principal == principal] == ["group"]
     pruned = apply(env, prune=True)
-    assert [b.resource_type for b in pruned.deleted] == ["group"]
+    assert [(b.principal, b.resource_type) for b in pruned.deleted] == [(principal, "group")]
     assert not apply(env, prune=True).changed
     assert read(conf, topic_a, f"{group}")[1] == "GROUP_AUTHORIZATION_FAILED"
     denied = denied_in_audit(env, principal, started)
@@ -173,7 +186,9 @@ def test_bad_acl_file_applies_nothing(authz):
     before = acladmin.describe(admin)
     write_acls(env, f"  - principal: User:{name}\n    topic: {topic_a}\n    allow: [Write]\n"
                     f"  - principal: User:nobody-{name}\n    topic: {topic_a}\n    allow: [Read]\n")
-    with pytest.raises(SecureKafkaError, match=r"acls/.*\.yaml:5: principal User:nobody-.* is not a user"):
+    path = acl.acl_file(env.project.root, env.env)
+    line = path.read_text().splitlines().index(f"  - principal: User:nobody-{name}") + 1
+    with pytest.raises(SecureKafkaError, match=rf"acls/.*\.yaml:{line}: principal User:nobody-.* is not a user"):
         apply(env)
     assert acladmin.describe(admin) == before  # the valid first rule was not applied either
 
@@ -185,11 +200,7 @@ def test_users_remove_revokes_at_once(dev_env):
     conf = dev_env.scram_config(name)
     existing = AdminClient(conf)
     existing.list_topics(timeout=15)  # control: authenticated, and requests work
-    try:
-        users.remove(dev_env, name)
-    except BaseException:
-        users.remove(dev_env, name)
-        raise
+    users.remove(dev_env, name)
     assert name not in users.scram_users(dev_env)
     with pytest.raises(KafkaException):
         AdminClient(conf).list_topics(timeout=15)  # a new login is refused at once
@@ -202,3 +213,20 @@ def test_users_remove_revokes_at_once(dev_env):
             break
         assert time.monotonic() < deadline, "the removed user's open connection still works after 60 s"
         time.sleep(2)
+
+
+def test_apply_converges_from_a_half_done_apply(authz):
+    env, name, topic_a, topic_b = authz
+    principal = f"User:{name}"
+    write_acls(env, f"  - principal: {principal}\n    topic: {topic_a}\n    allow: [Write, Read, Describe]\n"
+                    f"  - principal: {principal}\n    topic: {topic_b}\n    deny: [Read]\n")
+    desired = acladmin.load_desired(env)
+    admin = users.admin_client(env)
+    half = sorted(desired)[:2]
+    acladmin.create(admin, half)  # as if an earlier apply stopped after two creations
+    missing = desired - acladmin.describe(admin)
+    assert len(missing) == 2
+    result = apply(env)
+    assert set(result.created) == missing
+    assert desired <= acladmin.describe(admin)
+    assert not apply(env).changed

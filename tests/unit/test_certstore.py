@@ -292,7 +292,7 @@ def test_a_failure_mid_build_leaves_nothing(project, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", "certs/.dev.init-x/clients/admin/keystore.p12")
 
-    monkeypatch.setattr(CertStore, "_write_client", staticmethod(disk_full))
+    monkeypatch.setattr(CertStore, "write_client_files", staticmethod(disk_full))
     with pytest.raises(SecureKafkaError) as error:
         make_store(project).init()
     assert str(error.value) == (

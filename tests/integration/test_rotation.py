@@ -1,0 +1,225 @@
+"""`certs rotate` on the prod shape (3 ZooKeeper + 3 brokers, RF 3, min ISR 2), for real.
+
+One environment for the module (a prod start costs about a minute here); the tests run in
+file order and each leaves the cluster healthy for the next. While certificates rotate, an
+idempotent acks=all producer writes sequence numbers non-stop; a consumer then checks that
+every acknowledged number is there exactly once and that no send failed.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from secure_kafka import bootstrap, probes, render, rotation
+from secure_kafka.environment import ADMIN
+from secure_kafka.errors import SecureKafkaError
+from secure_kafka.testing import running_environment
+
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def prod_env(runtime_image, tmp_path_factory):
+    saved = os.environ.get("SECURE_KAFKA_PASSPHRASE")
+    os.environ["SECURE_KAFKA_PASSPHRASE"] = uuid.uuid4().hex  # prod never generates one
+    try:
+        with running_environment(tmp_path_factory.mktemp("rotation-project"), profile="prod") as env:
+            yield env
+    finally:
+        if saved is None:
+            os.environ.pop("SECURE_KAFKA_PASSPHRASE", None)
+        else:
+            os.environ["SECURE_KAFKA_PASSPHRASE"] = saved
+
+
+@pytest.fixture(scope="module")
+def topic(prod_env):
+    admin = bootstrap.wait_for_admin(prod_env.admin_mtls_config(), 3)
+    name = f"rotation-{uuid.uuid4().hex[:6]}"
+    bootstrap.ensure_topic(admin, name, replication_factor=3, partitions=PARTITIONS)
+    return name
+
+
+class SequencedProducer:
+    """A background producer (acks=all, idempotent) of sequence numbers 0, 1, 2, ..."""
+
+    def __init__(self, config: dict, topic: str, prefix: str):
+        self.producer = Producer({**config, "acks": "all", "enable.idempotence": True,
+                                  "delivery.timeout.ms": 300000, "linger.ms": 5})
+        self.topic, self.prefix = topic, prefix
+        self.sent = 0
+        self.acked: list[int] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on_delivery(self, err, msg):
+        (self.failed.append(err.str()) if err else self.acked.append(int(msg.value().split(b"-")[-1])))
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.producer.produce(self.topic, f"{self.prefix}-{self.sent}".encode(), on_delivery=self._on_delivery)
+                self.sent += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.02)  # about 50 records a second
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.producer.flush(180)
+
+
+def assert_every_record_once(env, topic: str, run: SequencedProducer) -> None:
+    assert run.sent > 100, f"the producer sent only {run.sent} records"
+    assert not run.failed, f"{len(run.failed)} failed sends, e.g. {run.failed[:3]}"
+    assert sorted(run.acked) == list(range(run.sent)), "not every record was acknowledged exactly once"
+    consumer = Consumer({**env.admin_mtls_config(), "group.id": f"check-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + 120
+    while sum(seen.values()) < run.sent and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error() and msg.value().startswith(run.prefix.encode() + b"-"):
+            seq = int(msg.value().split(b"-")[-1])
+            seen[seq] = seen.get(seq, 0) + 1
+    time.sleep(2)  # anything beyond the expected count would be a duplicate: give it time to show
+    while (msg := consumer.poll(1.0)) is not None:
+        if not msg.error() and msg.value().startswith(run.prefix.encode() + b"-"):
+            seq = int(msg.value().split(b"-")[-1])
+            seen[seq] = seen.get(seq, 0) + 1
+    consumer.close()
+    lost = [s for s in range(run.sent) if s not in seen]
+    duplicated = [s for s, n in seen.items() if n > 1]
+    assert not lost and not duplicated, f"lost {len(lost)} (e.g. {lost[:5]}), duplicated {len(duplicated)}"
+
+
+def container_ip(docker_client, env, node) -> str:
+    return docker_client.api.inspect_container(node.container)["NetworkSettings"]["Networks"][env.settings.topology.network]["IPAddress"]
+
+
+def presented(env, docker_client, ca_file: Path) -> dict[str, probes.HandshakeResult]:
+    """A verified TLS handshake with every TLS listener of every node: brokers' published
+    SASL_SSL/SSL ports on 127.0.0.1, their INTERNAL listener and ZooKeeper's TLS client port
+    at the container's address on the environment network."""
+    admin_dir = env.certs.client_dir(ADMIN)
+    client_cert = (admin_dir / "client.crt", admin_dir / "client.key")
+    topology = env.settings.topology
+    results = {}
+    for broker in topology.brokers:
+        for listener in render.broker_listeners(env.settings, broker):
+            internal = listener.advertised_host == broker.name
+            host = container_ip(docker_client, env, broker) if internal else "127.0.0.1"
+            results[f"{broker.name}/{listener.name}"] = probes.tls_handshake(
+                host, listener.port, ca_file, listener.advertised_host, client_cert=client_cert)
+    for zk in topology.zookeepers:
+        results[f"{zk.name}/client-port"] = probes.tls_handshake(
+            container_ip(docker_client, env, zk), 2182, ca_file, zk.name, client_cert=client_cert)
+    return results
+
+
+def active_serials(env) -> dict[str, int]:
+    return {r.name: int(r.serial, 16) for r in env.certs.list()}
+
+
+def assert_presenting(results, serials):
+    for where, result in results.items():
+        assert result.ok, f"{where}: {result.detail}"
+        node = where.split("/")[0]
+        assert result.peer_serial == serials[node], f"{where} presents {result.peer_serial:x}, expected {serials[node]:x}"
+
+
+class Killed(Exception):
+    """Stands for the rotating process being killed at a given point."""
+
+
+def kill_at(event_name):
+    def hook(event):
+        if event == event_name:
+            raise Killed(event)
+    return hook
+
+
+def test_refuses_while_a_node_is_down(prod_env, docker_client):
+    zk = prod_env.settings.topology.zookeepers[-1]
+    docker_client.api.stop(zk.container, timeout=30)
+    try:
+        with pytest.raises(SecureKafkaError, match=rf"refusing to rotate .* while {zk.name} is exited"):
+            rotation.rotate_leaves(prod_env, progress=print)
+        assert not (prod_env.certs.root / "rotation" / "state.json").exists()
+    finally:
+        docker_client.api.start(zk.container)
+        rotation.DockerCluster(prod_env, print).restart(zk)  # and wait until it serves again
+
+
+def test_abort_mid_roll_returns_the_cluster_to_the_old_leaves(prod_env, docker_client):
+    ca = prod_env.certs.ca_cert_path
+    before = active_serials(prod_env)
+    assert_presenting(presented(prod_env, docker_client, ca), before)
+    with pytest.raises(Killed):
+        rotation.rotate_leaves(prod_env, progress=print, hook=kill_at("new-leaves:roll:zk-1"))
+    # Brokers reloaded before the roll: their listeners already present the new leaves.
+    mid = presented(prod_env, docker_client, ca)
+    assert mid["kafka-0/SSL_EXT"].ok and mid["kafka-0/SSL_EXT"].peer_serial != before["kafka-0"]
+    report = rotation.abort(prod_env, progress=print)
+    assert report.outcome == "aborted" and report.phases == ["restore-old-leaves"]
+    assert active_serials(prod_env) == before
+    assert_presenting(presented(prod_env, docker_client, ca), before)
+    assert prod_env.certs.verify() == []
+
+
+def test_leaf_rotation_killed_and_resumed_loses_no_record(prod_env, docker_client, topic):
+    ca = prod_env.certs.ca_cert_path
+    before = active_serials(prod_env)
+    with SequencedProducer(prod_env.scram_config(ADMIN), topic, "leaf") as run:
+        with pytest.raises(Killed):
+            rotation.rotate_leaves(prod_env, progress=print, hook=kill_at("new-leaves:roll:kafka-1"))
+        report = rotation.resume(prod_env, progress=print)
+    assert report.outcome == "done"
+    assert_every_record_once(prod_env, topic, run)
+    after = active_serials(prod_env)
+    assert all(after[name] != before[name] for name in before if name != "ca")
+    results = presented(prod_env, docker_client, ca)
+    assert_presenting(results, after)  # every listener: the new leaf, so no longer the old one
+    assert prod_env.certs.verify() == []
+
+
+def test_ca_rotation_loses_no_record_and_ends_trust_in_the_old_ca(prod_env, docker_client, topic, tmp_path):
+    old_ca = tmp_path / "old-ca.crt"
+    old_ca.write_bytes(prod_env.certs.ca_cert_path.read_bytes())
+    # Clients load their CA bundle at start: one producer until both CAs are trusted ...
+    with SequencedProducer(prod_env.scram_config(ADMIN), topic, "ca-a") as first:
+        paused = rotation.rotate_ca(prod_env, pause_after_trust=True, progress=print)
+    assert paused.outcome == "paused"
+    assert_every_record_once(prod_env, topic, first)
+    bundle = (prod_env.certs.client_dir(ADMIN) / "ca.crt").read_text()
+    assert bundle.count("BEGIN CERTIFICATE") == 2
+    # ... and one restarted with the two-CA bundle for the rest.
+    with SequencedProducer(prod_env.scram_config(ADMIN), topic, "ca-b") as second:
+        report = rotation.resume(prod_env, progress=print)
+    assert report.outcome == "done" and report.phases == ["new-leaves", "drop-old-ca"]
+    assert_every_record_once(prod_env, topic, second)
+
+    new_ca = prod_env.certs.ca_cert_path
+    assert new_ca.read_bytes() != old_ca.read_bytes()
+    assert_presenting(presented(prod_env, docker_client, new_ca), active_serials(prod_env))
+    # A client trusting only the old CA is refused by every listener; the control above passed.
+    for where, result in presented(prod_env, docker_client, old_ca).items():
+        assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in result.detail, f"{where}: {result.detail}"
+    assert prod_env.certs.verify() == []
+    assert bootstrap.round_trip(prod_env.scram_config(ADMIN), prod_env.admin_mtls_config(), bootstrap.VERIFY_TOPIC) < 60
+    # Nothing is due for years, so the cron form does nothing.
+    assert rotation.rotate_if_due(prod_env, rotation.parse_duration("30d")).outcome == "nothing-due"
