@@ -94,6 +94,8 @@ class DockerEngine:
             if same:
                 self.api.start(spec.name)
                 return "started"
+            # Graceful stop first: a killed broker's ZooKeeper registration outlives it.
+            self.api.stop(spec.name, timeout=STOP_TIMEOUT_S)
             self.api.remove_container(spec.name, force=True)
         else:
             write_rendered_files(self.root, spec.files)
