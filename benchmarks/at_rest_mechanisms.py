@@ -83,7 +83,7 @@ def plain_loop(work: Path, mib: int) -> tuple[float, float, float, float]:
 
 def fscrypt_loop(work: Path, mib: int) -> tuple[float, float, float, float]:
     env_volumes = volumes.EncryptedVolumes(work, work / "certs", "atrestbench", ("bench",), 2 * mib // 1024 + 1,
-                                           lambda: "benchmark-passphrase")
+                                           lambda: "benchmark-passphrase", backend=volumes.FscryptLoopBackend())
     env_volumes.open()
     try:
         return measure(env_volumes.volume("bench").plaintext, mib)

@@ -7,8 +7,8 @@ For each shape, in one run and from the cached runtime image:
 
     .venv/bin/python benchmarks/provision_bench.py [--shapes dev,prod]
 
-Prints each time and its ratio to the target (dev 30 s, prod 90 s; below 1.0 is within
-target). Everything is purged at the end.
+Prints each time, its ratio to the target (dev 30 s, prod 90 s; below 1.0 is within
+target) and the warm/cold and noop/cold ratios. Everything is purged at the end.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def bench_shape(shape: str) -> None:
         target = TARGETS[shape]
         print(f"{shape} ({env.settings.zookeeper_nodes} ZooKeeper + {env.settings.brokers} brokers), target {target:.0f} s")
         try:
-            timed("cold", target, env.up)
-            timed("noop", target, env.up)
+            cold = timed("cold", target, env.up)
+            noop = timed("noop", target, env.up)
             env.down()
-            timed("warm", target, env.up)
+            warm = timed("warm", target, env.up)
+            print(f"  warm/cold {warm / cold:.2f}, noop/cold {noop / cold:.2f}", flush=True)
         finally:
             env.down(purge=True)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import acladmin, bootstrap, clients, image, policy, render, users
+from . import acladmin, bootstrap, clients, image, policy, render, users, verify
 from .certstore import CertStore
 from .dockerclient import connect
 from .engines.docker_engine import DockerEngine
@@ -25,7 +25,7 @@ from .planner import build_plan
 from .proc import Progress, quiet
 from .secretstore import SecretStore, scram_password_name
 from .settings import Project, Settings
-from .volumes import EncryptedVolumes
+from .volumes import EncryptedVolumes, make_backend
 
 ADMIN = "admin"
 
@@ -38,6 +38,7 @@ class UpResult:
     round_trip_s: float
     elapsed_s: float
     bootstrap: dict[str, list[str]]
+    verification: dict | None = None  # verify.Scorecard.to_json() of the probes `up` ran last
 
 
 class Environment:
@@ -58,7 +59,7 @@ class Environment:
         self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
         self.volumes = EncryptedVolumes(
             project.root, project.certs_dir(env), env, tuple(n.name for n in self.settings.topology.nodes),
-            self.settings.volume_size_gib, self.certs.passphrase, progress,
+            self.settings.volume_size_gib, self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
         )
 
     @property
@@ -99,13 +100,28 @@ class Environment:
             outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase())
             verified = outputs["verification"]
             nodes = {node.name: "applied" for node in self.settings.topology.nodes}
+            verification = self.verify_after_up()
             return UpResult(self.env, nodes, verified["scramUsersCreated"], verified["roundTripS"],
-                            time.monotonic() - started, self.bootstrap_servers)
+                            time.monotonic() - started, self.bootstrap_servers, verification)
         cluster_plan = self.plan(tag)
         self.open_volumes()
         nodes = DockerEngine(client, self.project.root, self.progress).apply(cluster_plan)
         created, round_trip_s = self.bootstrap()
-        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers)
+        verification = self.verify_after_up()
+        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers,
+                        verification)
+
+    def verify_after_up(self) -> dict:
+        """``up``'s last step: prod runs every probe and fails on any failure; dev and ci run
+        the quick set (no ZooKeeper shells) and report one line (`secure-kafka verify` runs all)."""
+        prod = self.settings.profile.name == "prod"
+        self.progress("cluster: running the security probes" + ("" if prod else " (quick set)"))
+        card = verify.run(self, quick=not prod)
+        self.progress(card.summary())
+        if prod and not card.passed:
+            raise SecureKafkaError(f"{card.summary()}: the environment is up but not verified; "
+                                   f"`secure-kafka verify {self.env}` shows the scorecard")
+        return card.to_json()
 
     def open_volumes(self) -> None:
         """Unlocks (on first use: creates) the nodes' encrypted volumes, before any container starts."""

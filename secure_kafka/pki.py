@@ -341,10 +341,13 @@ class CA:
         key_algorithm: str = "ec-p256",
         server: bool = False,
         client: bool = True,
+        not_before: dt.datetime | None = None,
     ) -> IssuedCert:
         """A leaf certificate for ``name``, valid ``validity_days`` or until the CA expires.
 
         ``server``/``client`` choose the extended key usages (serverAuth/clientAuth).
+        ``not_before`` (default: now, less the clock skew) lets ``verify`` issue expired and
+        not-yet-valid certificates that only the peer's validity check can refuse.
         """
         check_name("certificate name", name)
         if kind not in KINDS or kind == "ca":
@@ -353,7 +356,7 @@ class CA:
             raise SecureKafkaError(f"certificate validity must be positive, got {validity_days} days")
         if not (server or client):
             raise SecureKafkaError(f"certificate {name!r} needs serverAuth, clientAuth or both")
-        not_before = now() - CLOCK_SKEW
+        not_before = not_before or now() - CLOCK_SKEW
         if self.is_expired(not_before):
             raise SecureKafkaError(
                 f"the CA of environment {self.env!r} expired on {self.not_after:%Y-%m-%d}: replace it with `secure-kafka certs rotate {self.env} --ca`"

@@ -743,8 +743,9 @@ class DockerCluster:
                                            incremental_operation=AlterConfigOpType.SET))
         # Per broker (entity name = its id): only then does Kafka reload files whose path is unchanged.
         resource = ConfigResource(ResourceType.BROKER, str(self.topology.broker_id(broker)), incremental_configs=entries)
+        admin = self._admin()  # referenced until the futures resolve: a collected client cancels them
         try:
-            for future in self._admin().incremental_alter_configs([resource]).values():
+            for future in admin.incremental_alter_configs([resource]).values():
                 future.result(timeout=60)
         except KafkaException as exc:
             reason = exc.args[0].str()

@@ -19,6 +19,7 @@ from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .profiles import Profile, get_profile
 from .topology import Topology
+from .volumes import BACKENDS, DEFAULT_BACKEND
 
 NAMESPACE = "secure-kafka"
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -46,6 +47,8 @@ class Settings:
     # Size of each node's encrypted volume image (sparse: disk is used as data is written);
     # read when a volume is created, an existing image keeps its size.
     volume_size_gib: int = 2
+    # How volumes are encrypted: gocryptfs or fscrypt (the default and why: volumes.DEFAULT_BACKEND).
+    volume_backend: str = DEFAULT_BACKEND
 
     @property
     def topology(self) -> Topology:
@@ -71,6 +74,7 @@ KEYS: dict[str, tuple[str, type]] = {
     "uncleanLeaderElection": ("unclean_leader_election", bool),
     "readOnlyRootfs": ("read_only_rootfs", bool),
     "volumeSizeGib": ("volume_size_gib", int),
+    "volumeBackend": ("volume_backend", str),
 }
 
 
@@ -122,6 +126,10 @@ def from_config(env: str, config: dict[str, object], source: str) -> Settings:
                 f"{source}: {NAMESPACE}:{key} must be {expected.__name__}, got {type(value).__name__} {value!r}"
             )
         values[field] = value
+    if values.get("volume_backend", DEFAULT_BACKEND) not in BACKENDS:
+        raise SecureKafkaError(
+            f"{source}: {NAMESPACE}:volumeBackend must be {' or '.join(BACKENDS)}, got {values['volume_backend']!r}"
+        )
     profile = get_profile(str(values.pop("profile")))
     if "tls_versions" in values:
         values["tls_versions"] = tuple(str(v) for v in values["tls_versions"])  # type: ignore[union-attr]

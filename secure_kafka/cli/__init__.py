@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import acl, audit, certs, check, cluster, image, users
+from . import acl, audit, certs, check, cluster, image, users, verify
 
 app = typer.Typer(
     name="secure-kafka",
@@ -24,6 +24,7 @@ app.add_typer(image.app, name="image")
 app.add_typer(users.app, name="users")
 app.add_typer(acl.app, name="acl")
 app.add_typer(audit.app)
+app.add_typer(verify.app)
 
 
 def main() -> None:

@@ -6,6 +6,9 @@ test run without it must fail loudly.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
 import uuid
 
 import docker
@@ -13,6 +16,7 @@ import pytest
 
 from secure_kafka import image as image_builder
 from secure_kafka.dockerclient import connect
+from secure_kafka.pki import CA
 from secure_kafka.testing import running_environment
 
 # Every object a test creates carries this label, so a session can sweep up after itself.
@@ -56,3 +60,41 @@ def dev_env(runtime_image, tmp_path_factory):
     """The shared dev-shaped environment (1 ZooKeeper + 1 broker). Tests must not break it."""
     with running_environment(tmp_path_factory.mktemp("dev-project")) as env:
         yield env
+
+
+@pytest.fixture
+def weak_tls_server(tmp_path):
+    """Starts deliberately weak TLS servers on loopback (``start(version, ciphers) -> port``):
+    they prove that a legacy-TLS or weak-cipher probe succeeds where the server allows it."""
+    ca = CA.create("weak-ca", "rsa-3072", 30, env="weak")
+    cert = ca.issue_cert("localhost", kind="broker", sans=["localhost", "127.0.0.1"], validity_days=7,
+                         key_algorithm="rsa-3072", server=True, client=False)
+    pem = cert.write_pem(tmp_path, "server")
+    listeners: list[socket.socket] = []
+
+    def start(version: ssl.TLSVersion, ciphers: str = "ALL:@SECLEVEL=0") -> int:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(pem.cert), str(pem.key))
+        ctx.minimum_version = ctx.maximum_version = version
+        ctx.set_ciphers(ciphers)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                try:
+                    with ctx.wrap_socket(conn, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        return listener.getsockname()[1]
+
+    yield start
+    for listener in listeners:
+        listener.close()

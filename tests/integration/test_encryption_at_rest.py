@@ -1,8 +1,9 @@
 """Encryption at rest: a record is readable through Kafka and absent from the raw storage.
 
-The environment under test goes down and up again, so it is its own (``running_environment``),
-not the shared ``dev_env``. The control beside it proves the scan finds a marker where data
-is stored in plaintext (a Docker volume of an environment with ``encryptedVolumes: false``).
+Once per backend (gocryptfs, the default, and fscrypt). The environment under test goes down
+and up again, so it is its own (``running_environment``), not the shared ``dev_env``. The
+control beside it proves the scan finds a marker where data is stored in plaintext (a Docker
+volume of an environment with ``encryptedVolumes: false``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ def tree_contains(root: Path, needle: bytes) -> bool:
     return any(contains(p, needle) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def storage_contains(storage: Path, needle: bytes) -> bool:
+    """In a volume's raw storage: an image's bytes, or every file's bytes and every name in a ciphertext dir."""
+    if storage.is_file():
+        return contains(storage, needle)
+    return tree_contains(storage, needle) or any(needle.decode() in p.name for p in storage.rglob("*"))
+
+
+def storage_bytes(storage: Path) -> int:
+    paths = [storage] if storage.is_file() else [p for p in storage.rglob("*") if p.is_file()]
+    return sum(p.stat().st_blocks for p in paths) * 512
+
+
 def produce_marker(env: Environment, topic: str) -> bytes:
     admin = AdminClient(env.admin_mtls_config())
     bootstrap.ensure_topic(admin, topic, 1)
@@ -88,29 +101,47 @@ def loop_devices(image: Path) -> str:
     return subprocess.run(["losetup", "--associated", str(image)], capture_output=True, text=True).stdout.strip()
 
 
-def test_marker_readable_through_kafka_and_absent_from_the_encrypted_images(runtime_image, tmp_path, monkeypatch):
+def released(volume: volumes.Volume) -> bool:
+    """Nothing of an unlocked volume is left: no loop device on an image, no gocryptfs daemon."""
+    if volume.storage.is_file():
+        return loop_devices(volume.storage) == ""
+    return volumes.gocryptfs_processes(volume.mountpoint) == []
+
+
+@pytest.mark.parametrize("backend", volumes.BACKENDS)
+def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_image, tmp_path, monkeypatch, backend):
     assert DEV.encrypted_volumes, "dev must default to encrypted volumes"
-    with running_environment(tmp_path / "project") as env:
+    with running_environment(tmp_path / "project", volume_backend=backend) as env:
         assert env.settings.encrypted_volumes
         name, topic = env.env, "at-rest-probe"
         kafka, zookeeper = env.volumes.volume("kafka-0"), env.volumes.volume("zk-0")
-        assert env.status()["encrypted_volumes"]["nodes"] == {"zk-0": "unlocked", "kafka-0": "unlocked"}
+        report = env.status()["encrypted_volumes"]
+        assert report["backend"] == backend and report["nodes"] == {"zk-0": "unlocked", "kafka-0": "unlocked"}
 
         marker = produce_marker(env, topic)
-        os.sync()  # the broker's pages, encrypted at writeback, reach the image file
-        assert tree_contains(kafka.plaintext, marker), "control: the marker is in the broker's (unlocked) log"
-        for volume in (kafka, zookeeper):
-            assert volume.image.stat().st_blocks > 0
-            assert not contains(volume.image, marker), f"marker found in plaintext in {volume.image}"
-        assert not contains(kafka.image, topic.encode()), "a topic's directory name is in plaintext in the image"
         assert marker in read_back(env, topic)
+        os.sync()  # the broker's pages reach the storage (fscrypt encrypts at writeback)
+        assert tree_contains(kafka.plaintext, marker), "control: the marker is in the broker's (unlocked) log"
+        # What the container wrote is the container user's, seen from the host too.
+        assert {p.stat().st_uid for p in kafka.plaintext.rglob("*")} == {volumes.CONTAINER_UID}
+        for volume in (kafka, zookeeper):
+            assert storage_bytes(volume.storage) > 0
+            assert not storage_contains(volume.storage, marker), f"marker found in plaintext in {volume.storage}"
+        assert not storage_contains(kafka.storage, topic.encode()), f"topic name {topic} in plaintext in {kafka.storage}"
 
         env.down()  # not purged: data kept, volumes locked
         for volume in (kafka, zookeeper):
             assert not mounted(str(volume.mountpoint)) and not volume.plaintext.exists()
-            assert volume.image.exists() and loop_devices(volume.image) == ""
+            assert volume.storage.exists() and released(volume)
         assert not Path(volumes.mountpoint(name, "")).exists()
         assert env.status()["encrypted_volumes"]["nodes"] == {"zk-0": "locked", "kafka-0": "locked"}
+
+        # Another key (a key file restored from the wrong backup): refused, nothing mounted, nothing re-made.
+        before = sorted(p.name for p in kafka.storage.parent.iterdir())
+        with pytest.raises(SecureKafkaError, match="the key of kafka-0 does not open this volume"):
+            volumes.make_backend(backend).unlock(kafka, os.urandom(volumes.MASTER_KEY_BYTES))
+        assert not mounted(str(kafka.mountpoint)) and released(kafka)
+        assert sorted(p.name for p in kafka.storage.parent.iterdir()) == before
 
         # A wrong passphrase: a clear error, and nothing mounted.
         with monkeypatch.context() as patch:
@@ -118,17 +149,18 @@ def test_marker_readable_through_kafka_and_absent_from_the_encrypted_images(runt
             with pytest.raises(SecureKafkaError, match="passphrase"):
                 Environment(env.project, name).up()
         wrong = volumes.EncryptedVolumes(env.project.root, env.project.certs_dir(name), name, ("zk-0", "kafka-0"),
-                                         2, lambda: "not-the-passphrase")
+                                         2, lambda: "not-the-passphrase", backend=volumes.make_backend(backend))
         with pytest.raises(SecureKafkaError, match="cannot unwrap the volume key: wrong passphrase"):
             wrong.open()
         assert not mounted(str(kafka.mountpoint)) and not mounted(str(zookeeper.mountpoint))
 
         env.up()  # the same volumes, unlocked again: the data survived
         assert marker in read_back(env, topic)
-    # running_environment purged it: no image, no key, no mount, no loop device is left.
+    # running_environment purged it: no storage, no key, no mount, no loop device or daemon is left.
     for volume in (kafka, zookeeper):
-        assert not volume.image.exists() and not mounted(str(volume.mountpoint)) and loop_devices(volume.image) == ""
-    assert not (env.project.root / volumes.IMAGES_DIR / name).exists()
+        assert not volume.storage.exists() and not mounted(str(volume.mountpoint))
+        assert loop_devices(volume.storage) == "" and volumes.gocryptfs_processes(volume.mountpoint) == []
+    assert not (env.project.root / volumes.STORAGE_DIR / name).exists()
     assert not (env.project.certs_dir(name)).exists()
     assert not Path(volumes.RUN_ROOT, name).exists()
 

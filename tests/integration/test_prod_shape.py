@@ -13,7 +13,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from secure_kafka import bootstrap, probes
+from secure_kafka import bootstrap, probes, verify
 from secure_kafka.environment import ADMIN
 from secure_kafka.testing import running_environment
 
@@ -42,6 +42,15 @@ def test_prod_listeners_refuse_tls_1_2(prod_env):
         assert probes.tls_handshake("127.0.0.1", port, ca, "localhost").detail == "TLSv1.3"
         tls12 = probes.tls_handshake("127.0.0.1", port, ca, "localhost", max_version=ssl.TLSVersion.TLSv1_2)
         assert not tls12.ok, f"{broker.name} accepted TLS 1.2"
+
+
+def test_every_probe_passes_on_prod(prod_env):
+    """`up` already ran the full set (mandatory on prod); verify runs it again, from outside."""
+    card = verify.run(prod_env)
+    assert card.passed, card.table()
+    assert [r.probe for r in card.results] == list(verify.PROBES)
+    tls12 = next(r for r in card.results if r.probe == "tls.v1.2")
+    assert tls12.expected == "refused" and tls12.observed == f"refused by {3 * 3 + 3} listeners"
 
 
 # --- container hardening (before the leader kill: every container is still running) ----------

@@ -9,7 +9,6 @@ every acknowledged number is there exactly once and that no send failed.
 from __future__ import annotations
 
 import os
-import ssl
 import threading
 import time
 import uuid
@@ -81,6 +80,7 @@ class SequencedProducer:
         self._stop.set()
         self._thread.join()
         self.producer.flush(180)
+        self.producer = None  # a client left alive keeps reconnecting with the bundle it loaded
 
 
 def assert_every_record_once(env, topic: str, run: SequencedProducer) -> None:

@@ -133,46 +133,11 @@ def test_bad_scram_credentials_refused(dev_env, user, password):
         AdminClient(bad).list_topics(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def weak_tls_server(tmp_path_factory):
-    """A deliberately weak TLS 1.1 server on loopback: proves the legacy-TLS probe can succeed."""
-    import socket
-    import threading
-
-    d = tmp_path_factory.mktemp("weak")
-    ca = CA.create("weak-ca", "rsa-3072", 30, env="weak")
-    cert = ca.issue_cert("localhost", kind="broker", sans=["localhost", "127.0.0.1"], validity_days=7,
-                         key_algorithm="rsa-3072", server=True, client=False)
-    pem = cert.write_pem(d, "server")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(pem.cert), str(pem.key))
-    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    listener = socket.create_server((LOCAL, 0))
-    port = listener.getsockname()[1]
-
-    def serve():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                with ctx.wrap_socket(conn, server_side=True):
-                    pass
-            except (ssl.SSLError, OSError):
-                pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield port
-    listener.close()
-
-
-LEGACY_TLS = dict(min_version=ssl.TLSVersion.TLSv1_1, max_version=ssl.TLSVersion.TLSv1_1, ciphers="DEFAULT:@SECLEVEL=0")
+LEGACY_TLS = probes.legacy_offer(ssl.TLSVersion.TLSv1_1)
 
 
 def test_tls_1_1_probe_succeeds_against_a_weak_server(weak_tls_server):
-    result = probes.tls_handshake(LOCAL, weak_tls_server, None, **LEGACY_TLS)
+    result = probes.tls_handshake(LOCAL, weak_tls_server(ssl.TLSVersion.TLSv1_1), None, **LEGACY_TLS)
     assert result.ok and result.detail == "TLSv1.1", result.detail
 
 

@@ -7,48 +7,21 @@ so the refusals cannot pass because the probe is broken.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from secure_kafka import secretstore
+from secure_kafka import probes, secretstore
 from secure_kafka.topology import ZK_SECURE_CLIENT_PORT
 
 
 def zookeeper_shell(env, runtime_image, probe_dir, *command, tls=True, sasl=False) -> str:
+    """The library's ZooKeeper shell probe (secure_kafka.probes), with a broker's TLS stores."""
     broker = env.settings.topology.brokers[0]
-    password = env.secrets.get(secretstore.store_password_name(broker.name))
-    lines = [f"zookeeper.sasl.client={'true' if sasl else 'false'}"]
-    if tls:
-        lines += [
-            "zookeeper.client.secure=true",
-            "zookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty",
-            "zookeeper.ssl.keyStore.location=/etc/kafka/tls/keystore.p12",
-            f"zookeeper.ssl.keyStore.password={password}",
-            "zookeeper.ssl.keyStore.type=PKCS12",
-            "zookeeper.ssl.trustStore.location=/etc/kafka/tls/truststore.p12",
-            f"zookeeper.ssl.trustStore.password={password}",
-            "zookeeper.ssl.trustStore.type=PKCS12",
-        ]
-    (probe_dir / "client.properties").write_text("\n".join(lines) + "\n")
-    jaas = ('Client { org.apache.zookeeper.server.auth.DigestLoginModule required username="kafka" '
-            f'password="{env.secrets.get(secretstore.ZOOKEEPER_SASL)}"; }};\n')
-    (probe_dir / "jaas.conf").write_text(jaas)
-    for path in (probe_dir, *probe_dir.iterdir()):
-        os.chown(path, 10001, 10001)
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
-    jvm = "-Xmx128m" + (" -Djava.security.auth.login.config=/probe/jaas.conf" if sasl else "")
     zk = env.settings.topology.zookeepers[0]
-    proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", env.settings.topology.network, "--user", "10001:10001",
-         "-e", f"JVM_OPTS={jvm}", "-v", f"{probe_dir}:/probe:ro",
-         "-v", f"{env.certs.node_dir(broker.name)}:/etc/kafka/tls:ro", runtime_image,
-         "timeout", "40", "zookeeper-shell", "-server", f"{zk.name}:{ZK_SECURE_CLIENT_PORT}",
-         "-client-configuration", "/probe/client.properties", *command],
-        capture_output=True, text=True, timeout=120,
+    return probes.zookeeper_shell(
+        runtime_image, env.settings.topology.network, f"{zk.name}:{ZK_SECURE_CLIENT_PORT}",
+        env.certs.node_dir(broker.name), env.secrets.get(secretstore.store_password_name(broker.name)), probe_dir,
+        *command, tls=tls, sasl_password=env.secrets.get(secretstore.ZOOKEEPER_SASL) if sasl else None,
     )
-    return proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("command, expected", [(("ls", "/brokers/ids"), "[0]"),

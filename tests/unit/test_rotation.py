@@ -298,3 +298,27 @@ def test_nothing_due_and_due(store):
     due = rotation.due_within(store, dt.timedelta(days=900))  # dev leaves: 825 days
     assert due.ca is None and set(due.nodes) == {n.name for n in store.settings.topology.nodes}
     assert set(due.clients) == {"admin", "app"}
+
+
+# --- the command line: bad input is refused before anything is touched ---------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume", "--abort"], "--resume and --abort exclude each other: choose one"),
+    (["--resume", "--ca"], "--resume/--abort take no other option"),
+    (["--ca", "--node", "kafka-0"], "--ca rotates every certificate: drop --node/--client"),
+    (["--pause-after-trust"], "--pause-after-trust belongs to a CA rotation: add --ca"),
+    (["--if-expiring-within", "soon"], "invalid duration 'soon': use a number and a unit"),
+])
+def test_cli_refuses_bad_options(tmp_path, monkeypatch, args, message):
+    from typer.testing import CliRunner
+
+    from secure_kafka.cli import app
+
+    monkeypatch.setenv("SECURE_KAFKA_PROJECT", str(tmp_path))
+    (tmp_path / "Pulumi.yaml").write_text("name: test\nruntime: python\n")
+    settings.Project(tmp_path).write(settings.defaults("dev", profiles.DEV))
+    result = CliRunner().invoke(app, ["certs", "rotate", "dev", *args])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {message}"), result.output
+    assert not (tmp_path / "certs").exists()

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from secure_kafka import plan, profiles, volumes
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.planner import build_plan
 from secure_kafka.secretstore import SecretStore
-from secure_kafka.settings import defaults
+from secure_kafka.settings import defaults, from_config, to_config
 
 KEY = os.urandom(volumes.MASTER_KEY_BYTES)
 ROOT = Path("/srv/project")
@@ -63,13 +64,14 @@ class RecordingBackend:
     """Stands in for the kernel: records calls, keeps 'images' as files."""
 
     name = "recording"
+    suffix = ".img"
 
     def __init__(self):
         self.calls: list[tuple[str, str]] = []
 
     def create(self, volume, key):
-        volume.image.parent.mkdir(parents=True, exist_ok=True)
-        volume.image.write_bytes(b"")
+        volume.storage.parent.mkdir(parents=True, exist_ok=True)
+        volume.storage.write_bytes(b"")
         self.calls.append(("create", volume.node))
 
     def unlock(self, volume, key):
@@ -79,11 +81,11 @@ class RecordingBackend:
         self.calls.append(("lock", volume.node))
 
     def destroy(self, volume):
-        volume.image.unlink(missing_ok=True)
+        volume.storage.unlink(missing_ok=True)
         self.calls.append(("destroy", volume.node))
 
     def state(self, volume):
-        return volumes.LOCKED if volume.image.exists() else volumes.ABSENT
+        return volumes.LOCKED if volume.storage.exists() else volumes.ABSENT
 
 
 def env_volumes(tmp_path: Path, passphrase: str = "pw") -> tuple[volumes.EncryptedVolumes, RecordingBackend]:
@@ -98,7 +100,7 @@ def test_first_open_creates_keys_0600_and_volumes(tmp_path):
     for node in ("zk-0", "kafka-0"):
         key_file = volumes.key_path(tmp_path / "certs" / "dev", node)
         assert key_file.stat().st_mode & 0o777 == 0o600
-        assert vols.volume(node).image == tmp_path / ".volumes" / "dev" / f"{node}.img"
+        assert vols.volume(node).storage == tmp_path / ".volumes" / "dev" / f"{node}.img"
     assert backend.calls == [("create", "zk-0"), ("unlock", "zk-0"), ("create", "kafka-0"), ("unlock", "kafka-0")]
     again, backend = env_volumes(tmp_path)
     assert again.open() == {"zk-0": "unlocked", "kafka-0": "unlocked"}
@@ -127,7 +129,7 @@ def test_missing_key_with_existing_image_is_an_error_never_a_new_volume(tmp_path
 def test_missing_image_with_existing_key_is_an_error(tmp_path):
     vols, _ = env_volumes(tmp_path)
     vols.open()
-    vols.volume("zk-0").image.unlink()
+    vols.volume("zk-0").storage.unlink()
     vols, backend = env_volumes(tmp_path)
     with pytest.raises(SecureKafkaError, match=r"zk-0.img: volume of zk-0 missing while its key exists"):
         vols.open()
@@ -138,7 +140,7 @@ def test_interrupted_creation_is_completed_with_the_kept_key(tmp_path):
     vols, _ = env_volumes(tmp_path)
     vols.open()
     key_before = volumes.key_path(tmp_path / "certs" / "dev", "zk-0").read_text()
-    image = vols.volume("zk-0").image
+    image = vols.volume("zk-0").storage
     image.rename(vols.volume("zk-0").partial)  # as if mkfs had not finished
     vols, backend = env_volumes(tmp_path)
     assert vols.open()["zk-0"] == "created"
@@ -208,3 +210,96 @@ def test_no_volume_key_material_in_plan_labels_or_env(tmp_path):
             for form in (key.hex(), base64.b64encode(key).decode()):
                 assert form not in exposed and form not in exposed_files
         assert "volume-keys" not in exposed and "pw" not in spec.env.values()
+
+
+# --- the backend setting -----------------------------------------------------------------------
+
+
+def test_backend_defaults_to_gocryptfs_and_is_a_stack_setting():
+    assert volumes.DEFAULT_BACKEND == "gocryptfs"
+    for profile in (profiles.DEV, profiles.CI, profiles.PROD):
+        assert defaults("x", profile).volume_backend == "gocryptfs"
+    assert to_config(defaults("dev", profiles.DEV))["secure-kafka:volumeBackend"] == "gocryptfs"
+    chosen = from_config("dev", {"profile": "dev", "volumeBackend": "fscrypt"}, "Pulumi.dev.yaml")
+    assert chosen.volume_backend == "fscrypt"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("luks", r"Pulumi.dev.yaml: secure-kafka:volumeBackend must be gocryptfs or fscrypt, got 'luks'"),
+    (True, r"secure-kafka:volumeBackend must be str, got bool"),
+])
+def test_unknown_backend_refused(value, message):
+    with pytest.raises(SecureKafkaError, match=message):
+        from_config("dev", {"profile": "dev", "volumeBackend": value}, "Pulumi.dev.yaml")
+
+
+@pytest.mark.parametrize("name, cls, suffix", [("gocryptfs", volumes.GocryptfsBackend, ".gocryptfs"),
+                                                ("fscrypt", volumes.FscryptLoopBackend, ".img")])
+def test_backend_choice_decides_the_storage_not_the_plaintext_path(tmp_path, name, cls, suffix):
+    backend = volumes.make_backend(name)
+    assert isinstance(backend, cls) and backend.name == name
+    vols = volumes.EncryptedVolumes(ROOT, ROOT / "certs" / "dev", "dev", ("kafka-0",), 1, lambda: "pw", backend=backend)
+    volume = vols.volume("kafka-0")
+    assert volume.storage == ROOT / ".volumes" / "dev" / f"kafka-0{suffix}"
+    assert volume.partial == ROOT / ".volumes" / "dev" / f".kafka-0{suffix}.partial"
+    # The plan's bind-mount source is the same whichever backend: the plan needs no backend.
+    assert str(volume.plaintext) == volumes.plaintext_dir("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0/data"
+    settings = dataclasses.replace(defaults("dev", profiles.DEV), volume_backend=name)
+    cluster = build_plan(ROOT, settings, SecretStore(tmp_path / "secrets.json"), "img:test")
+    assert plan.Mount("bind", str(volume.plaintext), "/var/lib/kafka") in cluster.containers[1].mounts
+
+
+def test_environment_uses_the_configured_backend(tmp_path):
+    from secure_kafka.environment import Environment
+    from secure_kafka.settings import Project
+
+    project = Project(tmp_path)
+    project.write(dataclasses.replace(defaults("dev", profiles.DEV), volume_backend="fscrypt"))
+    assert Environment(project, "dev").volumes.backend.name == "fscrypt"
+    project.stack_file("dev").unlink()
+    project.write(defaults("dev", profiles.DEV))
+    assert Environment(project, "dev").volumes.backend.name == "gocryptfs"
+
+
+@pytest.mark.parametrize("made, configured", [("fscrypt", "gocryptfs"), ("gocryptfs", "fscrypt")])
+def test_volume_of_another_backend_refused_never_made_again(tmp_path, made, configured):
+    made_by = volumes.make_backend(made)
+    storage = volumes.storage_path(tmp_path, "dev", "kafka-0", made_by.suffix)
+    storage.parent.mkdir(parents=True)
+    storage.mkdir() if made == "gocryptfs" else storage.write_bytes(b"ciphertext")
+    vols = volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", ("zk-0", "kafka-0"), 1,
+                                    lambda: "pw", backend=volumes.make_backend(configured))
+    with pytest.raises(SecureKafkaError, match=(
+            rf"kafka-0{made_by.suffix}: the volume of kafka-0 is {made}, but volumeBackend is {configured}: "
+            rf"set secure-kafka:volumeBackend to {made} in Pulumi.dev.yaml, or `secure-kafka down dev --purge`")):
+        vols.open()
+    assert not (tmp_path / "certs").exists()  # not even zk-0's key: checked before anything is made
+    assert sorted(p.name for p in storage.parent.iterdir()) == [storage.name]
+    # down and status still find it, through the backend that made it.
+    assert vols.backend_of("kafka-0").name == made and vols.backend_of("zk-0").name == configured
+    assert vols.states() == {"zk-0": volumes.ABSENT, "kafka-0": volumes.LOCKED}
+
+
+def test_gocryptfs_password_is_derived_per_key_and_is_not_the_key():
+    password = volumes.gocryptfs_password(KEY)
+    assert len(password) == 64 and int(password, 16) >= 0  # 256 bits, hex: one line on stdin
+    assert password == volumes.gocryptfs_password(KEY)
+    assert password != volumes.gocryptfs_password(os.urandom(volumes.MASTER_KEY_BYTES))
+    assert KEY.hex().encode() not in password and password not in KEY.hex().encode()
+
+
+def test_gocryptfs_gets_its_password_on_stdin_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(argv, **kwargs):
+        seen.update(argv=argv, **kwargs)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(volumes.subprocess, "run", fake_run)
+    volume = volumes.Volume("dev", "kafka-0", tmp_path / "kafka-0.gocryptfs", tmp_path / "mnt", tmp_path / "mnt" / "data", 0)
+    volumes.GocryptfsBackend().create(volume, KEY)
+    password = volumes.gocryptfs_password(KEY)
+    assert seen["input"] == password
+    assert not any(password.decode() in arg or KEY.hex() in arg for arg in seen["argv"])
+    assert "env" not in seen  # the daemon inherits our environment: nothing is added to it
+    assert seen["argv"][:2] == ["gocryptfs", "-init"] and volume.storage.is_dir() and not volume.partial.exists()

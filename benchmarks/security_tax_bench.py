@@ -1,0 +1,204 @@
+"""Benchmark: the security tax, producer and consumer throughput over SASL_SSL and mTLS vs PLAINTEXT.
+
+One dev environment with ``plaintextLoopback: true`` (a PLAINTEXT listener on 127.0.0.1,
+allowed by the dev profile only, made for this run and purged with it): the same broker, the
+same topic shape and the same client settings, only the listener differs. The benchmark user
+``bench`` (SCRAM user and client certificate) and ``User:ANONYMOUS`` (PLAINTEXT clients) get
+the same ACLs, so every variant pays the same authorization and audit logging.
+
+Per round and variant (the order rotates between rounds): ``--records`` × ``--size`` random
+(incompressible) bytes into a fresh ``--partitions`` topic with acks=all, then a consumer
+reads them all back. Throughput in MiB/s, plus the broker container's CPU seconds (its
+cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB moved.
+
+    .venv/bin/python benchmarks/security_tax_bench.py [--records 200000] [--size 1024] [--rounds 5]
+        [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
+
+Prints every round, the medians with their min..max spread, and each secure variant's
+throughput relative to PLAINTEXT against the target: at most 10 % loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import ssl
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from secure_kafka import acladmin, clients, users
+from secure_kafka.acl import Binding
+from secure_kafka.dockerclient import connect
+from secure_kafka.image import ensure_image
+from secure_kafka.secretstore import scram_password_name
+from secure_kafka.testing import running_environment
+
+TARGET_LOSS = 0.10
+USER = "bench"
+PREFIX = "bench-"
+VARIANTS = ("plaintext", "sasl_ssl", "mtls")
+
+
+def grant(env) -> None:
+    """The same rights for the SCRAM/mTLS user and for PLAINTEXT's User:ANONYMOUS (this run only)."""
+    bindings = [
+        Binding(principal, kind, PREFIX, "prefixed", operation, "allow")
+        for principal in (f"User:{USER}", "User:ANONYMOUS")
+        for kind, operations in (("topic", ("Write", "Read", "Describe")), ("group", ("Read",)))
+        for operation in operations
+    ]
+    acladmin.create(users.admin_client(env), bindings)
+
+
+def client_configs(env) -> dict[str, dict[str, str]]:
+    settings = env.settings
+    client_dir = env.certs.client_dir(USER)
+    broker = settings.topology.brokers[0]
+    return {
+        "plaintext": {"bootstrap.servers": f"127.0.0.1:{settings.topology.listener_port(broker, 'plaintext')}",
+                      "security.protocol": "PLAINTEXT"},
+        "sasl_ssl": clients.scram_config(settings, client_dir / "ca.crt", USER, env.secrets.get(scram_password_name(USER))),
+        "mtls": clients.mtls_config(settings, client_dir),
+    }
+
+
+def negotiated(env) -> str:
+    """TLS version and cipher suite a default OpenSSL client gets from the SASL_SSL listener."""
+    host, port = env.settings.topology.bootstrap("sasl_ssl")[0].split(":")
+    context = ssl.create_default_context(cafile=str(env.certs.client_dir(USER) / "ca.crt"))
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        return f"{tls.version()} {tls.cipher()[0]}"
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def container_cpu(api, name: str) -> float:
+    """CPU seconds of a container's cgroup, read at once (the stats API samples for ~1 s)."""
+    container_id = api.inspect_container(name)["Id"]
+    for path in (f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage",  # cgroup v1, cgroupfs driver
+                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"):  # cgroup v2, systemd
+        if Path(path).exists():
+            text = Path(path).read_text()
+            return int(text) / 1e9 if path.endswith(".usage") else int(text.split()[1]) / 1e6
+    return api.stats(name, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+
+
+def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dict[str, float]:
+    topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
+    broker = env.settings.topology.brokers[0].container
+    payload = os.urandom(args.size)
+    gib = args.records * args.size / 2**30
+    producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
+                         "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
+    # Connections, handshakes, metadata and the producer id are set up before the clock starts.
+    producer.produce(topic, payload)
+    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    figures: dict[str, float] = {}
+    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+    for _ in range(args.records):
+        while True:
+            try:
+                producer.produce(topic, payload)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(300) == 0, "records left unacknowledged"
+    seconds = time.monotonic() - start
+    figures["produce MiB/s"] = gib * 1024 / seconds
+    figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
+    figures["produce client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
+
+    # Assigned partitions, no group join: the clock measures fetching, not a rebalance.
+    consumer = Consumer({**config, "group.id": f"{PREFIX}{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                         "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 4194304})
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(args.partitions)])
+    received = 0
+    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+    deadline = start + 300
+    while received < args.records + 1:  # the warm-up record too
+        assert time.monotonic() < deadline, f"consumed only {received} of {args.records} records"
+        for message in consumer.consume(10000, timeout=1.0):
+            assert not message.error(), message.error().str()
+            received += 1
+    seconds = time.monotonic() - start
+    consumer.close()
+    figures["consume MiB/s"] = gib * 1024 / seconds
+    figures["consume broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
+    figures["consume client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
+    admin.delete_topics([topic])[topic].result(timeout=30)  # the disk stays small over many rounds
+    return figures
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):7.1f} ({min(values):.1f}..{max(values):.1f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=1024, help="record value size in bytes")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted (JIT, page cache)")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--linger-ms", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=1 << 20)
+    parser.add_argument("--compression", default="none", choices=("none", "lz4", "zstd", "snappy", "gzip"))
+    parser.add_argument("--encrypted-volumes", action="store_true",
+                        help="keep the broker's data on an encrypted volume (default: a plain one, so only the wire is measured)")
+    args = parser.parse_args()
+    api = connect().api
+    ensure_image(connect())
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="sk-bench-security-tax-") as root, \
+            running_environment(Path(root), "dev", plaintext_loopback=True, encrypted_volumes=args.encrypted_volumes,
+                                progress=lambda line: None) as env:
+        users.add(env, USER)
+        grant(env)
+        configs = client_configs(env)
+        admin = AdminClient(env.admin_mtls_config())
+        print(f"dev environment {env.env}: 1 broker (CPU limit {env.settings.profile.broker_cpus:g}, heap "
+              f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
+              f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
+              f"batch.size={args.batch_size}, compression={args.compression}", flush=True)
+        for index in range(args.warmup + args.rounds):
+            order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
+            for variant in order:
+                figures = one_round(env, api, admin, configs[variant], args)
+                counted = index >= args.warmup
+                if counted:
+                    results[variant].append(figures)
+                label = f"round {index - args.warmup + 1}" if counted else "warm-up"
+                print(f"{label:8} {variant:9} " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
+    print(f"\nhost load average (1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs (other work on the host makes the spread)")
+    print(f"medians (min..max) of {args.rounds} rounds:")
+    keys = list(results["plaintext"][0])
+    for variant in VARIANTS:
+        print(f"  {variant:9} " + ", ".join(f"{k} {spread([r[k] for r in results[variant]])}" for k in keys))
+    print("\nsecure / plaintext, medians (loss = 1 - ratio of throughput):")
+    plain = {k: statistics.median(r[k] for r in results["plaintext"]) for k in keys}
+    for variant in VARIANTS[1:]:
+        median = {k: statistics.median(r[k] for r in results[variant]) for k in keys}
+        for direction in ("produce", "consume"):
+            ratio = median[f"{direction} MiB/s"] / plain[f"{direction} MiB/s"]
+            verdict = "within" if 1 - ratio <= TARGET_LOSS else "OVER"
+            print(f"  {variant:9} {direction}: throughput x{ratio:.2f} (loss {1 - ratio:6.1%}, {verdict} the "
+                  f"{TARGET_LOSS:.0%} target), broker CPU/GiB x{median[f'{direction} broker CPU s/GiB'] / plain[f'{direction} broker CPU s/GiB']:.2f}, "
+                  f"client CPU/GiB x{median[f'{direction} client CPU s/GiB'] / plain[f'{direction} client CPU s/GiB']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""`secure-kafka verify`: every probe passes on a healthy environment, and each can fail.
+
+A probe that cannot fail proves nothing. The TLS offers are proven against deliberately weak
+servers; the rest against environments weakened in exactly one way, where exactly the
+matching probe must fail and every other one pass. The prod shape is verified in
+test_prod_shape.py (one 3+3 cluster per run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from secure_kafka import acladmin, probes, users, verify
+from secure_kafka.acl import Binding
+from secure_kafka.environment import Environment
+from secure_kafka.testing import running_environment
+
+LOCAL = "127.0.0.1"
+CLI = Path(sys.executable).parent / "secure-kafka"
+
+
+def failed(card: verify.Scorecard) -> set[str]:
+    return {r.probe for r in card.failed}
+
+
+def test_every_probe_passes_on_the_healthy_dev_env(dev_env):
+    card = verify.run(dev_env)
+    assert card.passed, card.table()
+    assert [r.probe for r in card.results] == list(verify.PROBES)
+    assert len(card.results) >= 20
+
+
+def test_cli_verify_json_on_the_dev_env(dev_env):
+    done = subprocess.run([str(CLI), "verify", dev_env.env, "--json", "--quick"], capture_output=True, text=True,
+                          env={**os.environ, "SECURE_KAFKA_PROJECT": str(dev_env.project.root)}, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    assert document["env"] == dev_env.env and document["set"] == "quick" and document["passed"] is True
+    assert document["failed"] == 0 and document["total"] == len(verify.PROBES) - len(verify.SLOW_PROBES)
+    assert {p["probe"] for p in document["probes"]} == set(verify.PROBES) - verify.SLOW_PROBES
+    assert all(set(p) == {"probe", "checks", "expected", "observed", "passed"} for p in document["probes"])
+
+
+def test_up_reports_the_quick_probes(dev_env):
+    result = dev_env.up()
+    assert result.verification["set"] == "quick" and result.verification["passed"] is True
+
+
+# --- each probe can fail ------------------------------------------------------------------------
+
+
+def test_tls_offers_succeed_against_weak_servers(weak_tls_server):
+    """The exact offers of tls.v1.0, tls.v1.1 and tls.weak-cipher, accepted where a server allows them."""
+    tls10 = probes.tls_handshake(LOCAL, weak_tls_server(ssl.TLSVersion.TLSv1), None,
+                                 **probes.legacy_offer(ssl.TLSVersion.TLSv1))
+    assert tls10.ok and tls10.detail == "TLSv1", tls10.detail
+    tls11 = probes.tls_handshake(LOCAL, weak_tls_server(ssl.TLSVersion.TLSv1_1), None,
+                                 **probes.legacy_offer(ssl.TLSVersion.TLSv1_1))
+    assert tls11.ok and tls11.detail == "TLSv1.1", tls11.detail
+    cbc = probes.tls_handshake(LOCAL, weak_tls_server(ssl.TLSVersion.TLSv1_2, "AES128-SHA:@SECLEVEL=0"), None,
+                               **probes.weak_cipher_offer())
+    assert cbc.ok and cbc.cipher == "AES128-SHA", (cbc.detail, cbc.cipher)
+
+
+def test_an_over_wide_acl_fails_exactly_the_produce_probe(dev_env):
+    """Everyone may write every topic (User:* Write on *): reversible, so on the shared env."""
+    over_wide = Binding("User:*", "topic", "*", "literal", "Write", "allow")
+    admin = users.admin_client(dev_env)
+    acladmin.create(admin, [over_wide])
+    try:
+        _wait_until(lambda: over_wide in acladmin.describe(admin))
+        card = verify.run(dev_env, quick=True)
+    finally:
+        acladmin.delete(admin, [over_wide])
+        _wait_until(lambda: over_wide not in acladmin.describe(admin))
+    assert failed(card) == {"authz.produce"}, card.table()
+    produce = next(r for r in card.results if r.probe == "authz.produce")
+    assert produce.observed == "written"
+
+
+def _wait_until(condition, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the cluster did not show the ACL change"
+        time.sleep(0.5)
+
+
+def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(runtime_image, tmp_path):
+    """One small environment, weakened twice, one thing at a time (a second cluster would cost
+    another ZooKeeper start): first dev's PLAINTEXT loopback listener, then, with it off again,
+    the listeners published on every interface (allowed by allowPublicBind)."""
+    with running_environment(tmp_path / "weak", plaintext_loopback=True) as env:
+        card = verify.run(env, quick=True)
+        assert failed(card) == {"ports.plaintext"}, card.table()
+        plaintext_port = env.settings.topology.listener_port(env.settings.topology.brokers[0], "plaintext")
+        assert str(plaintext_port) in next(r.observed for r in card.results if r.probe == "ports.plaintext")
+
+        stack = env.project.stack_file(env.env)
+        document = yaml.safe_load(stack.read_text())
+        document["config"].update({"secure-kafka:plaintextLoopback": False, "secure-kafka:bindAddress": "0.0.0.0",
+                                   "secure-kafka:allowPublicBind": True})
+        stack.write_text(yaml.safe_dump(document))
+        public = Environment(env.project, env.env, progress=print)
+        result = public.up()  # dev: `up` reports the failing quick probe and still succeeds
+        assert result.verification["passed"] is False
+        card = verify.run(public, quick=True)
+        assert failed(card) == {"ports.bind-address"}, card.table()
+        assert "every interface" in next(r.observed for r in card.results if r.probe == "ports.bind-address")
