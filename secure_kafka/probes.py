@@ -148,6 +148,7 @@ def zookeeper_shell(
     tls: bool = True,
     sasl_password: str | None = None,
     sasl_user: str = "kafka",
+    tls_properties: dict[str, str] | None = None,
     timeout_s: int = 40,
 ) -> str:
     """ZooKeeper's own shell in a one-off container on ``network``: its stdout and stderr.
@@ -156,7 +157,9 @@ def zookeeper_shell(
     ``store_password`` (a broker's: a certificate ZooKeeper accepts, so that a refusal is
     about SASL alone). With ``sasl_password`` the shell logs in as ``sasl_user`` (DIGEST-MD5);
     without, it connects anonymously. ``work_dir`` (owned by uid 10001, 0700) receives the
-    client configuration; the caller removes it.
+    client configuration; the caller removes it. ``tls_properties`` (protocol, enabled
+    protocols, cipher suites) must match a TLS 1.3-only ZooKeeper: its client defaults to TLS 1.2
+    and names no TLS 1.3 suite.
     """
     lines = [f"zookeeper.sasl.client={'true' if sasl_password is not None else 'false'}"]
     if tls:
@@ -169,6 +172,7 @@ def zookeeper_shell(
             "zookeeper.ssl.trustStore.location=/etc/kafka/tls/truststore.p12",
             f"zookeeper.ssl.trustStore.password={store_password}",
             "zookeeper.ssl.trustStore.type=PKCS12",
+            *(f"{key}={value}" for key, value in (tls_properties or {}).items()),
         ]
     _write_private(work_dir / "client.properties", "\n".join(lines) + "\n")
     jvm = "-Xmx128m"

@@ -55,7 +55,7 @@ from confluent_kafka.admin import (
 )
 from cryptography import x509
 
-from . import bootstrap, clients, pki, probes, volumes
+from . import bootstrap, clients, pki, probes, profiles, volumes
 from .dockerclient import connect
 from .errors import SecureKafkaError
 from .planner import CONTAINER_UID, JVM_OVERHEAD_MB
@@ -622,13 +622,18 @@ def probe_zookeeper(t: Target) -> list[ProbeResult]:
                                     tls=False, sasl_password=t.env.secrets.get(ZOOKEEPER_SASL)),
     }
 
+    versions = sorted(t.settings.tls_versions)
+    tls_properties = {"zookeeper.ssl.protocol": versions[-1], "zookeeper.ssl.enabledProtocols": ",".join(versions),
+                      "zookeeper.ssl.ciphersuites": ",".join(profiles.cipher_suites(t.settings.tls_versions))}
+
     def shell(probe: str) -> str:
         spec = dict(runs[probe])
         work_dir = t.work_dir / probe
         work_dir.mkdir(mode=0o700)
         return probes.zookeeper_shell(image, t.topology.network, spec.pop("server"), t.env.certs.node_dir(broker.name),
                                       t.env.secrets.get(store_password_name(broker.name)), work_dir,
-                                      *spec.pop("command"), sasl_user=ZOOKEEPER_SASL_USER, **spec)
+                                      *spec.pop("command"), sasl_user=ZOOKEEPER_SASL_USER,
+                                      tls_properties=tls_properties, **spec)
 
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         outputs = dict(zip(runs, pool.map(shell, runs)))
