@@ -118,6 +118,8 @@ class Environment:
         self.progress("cluster: running the security probes" + ("" if prod else " (quick set)"))
         card = verify.run(self, quick=not prod)
         self.progress(card.summary())
+        for failure in card.failed:
+            self.progress(f"  {failure.probe}: expected {failure.expected}, observed {failure.observed}")
         if prod and not card.passed:
             raise SecureKafkaError(f"{card.summary()}: the environment is up but not verified; "
                                    f"`secure-kafka verify {self.env}` shows the scorecard")

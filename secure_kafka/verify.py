@@ -527,12 +527,12 @@ def _wait_accepted(t: Target, name: str, password: str, timeout_s: float = 30) -
 
 def _produce(conf: dict, topic: str) -> str:
     outcome: list = []
-    producer = Producer({**conf, "message.timeout.ms": 10000, "acks": "all"})
+    producer = Producer({**conf, "message.timeout.ms": 20000, "acks": "all"})
     producer.produce(topic, b"secure-kafka verify: this record must be refused",
                      on_delivery=lambda err, _msg: outcome.append(err))
-    producer.flush(20)
+    producer.flush(30)
     if not outcome:
-        return "no delivery report in 20 s"
+        return "no delivery report in 30 s"
     return outcome[0].name() if outcome[0] else "written"
 
 
@@ -808,11 +808,15 @@ def run(env: Environment, quick: bool = False, client: docker.DockerClient | Non
         target = Target(env, client, work_dir)
         if not any(target.running(node) for node in env.settings.topology.nodes):
             raise SecureKafkaError(f"{env.env} has no running container: run `secure-kafka up {env.env}` first")
-        groups = [(g, ids) for g, ids in GROUPS if not (quick and set(ids) <= SLOW_PROBES)]
-        # Probes wait on the network and the JVMs, not on this process: run the groups side by side.
+        fast = [(g, ids) for g, ids in GROUPS if not set(ids) <= SLOW_PROBES]
+        slow = [] if quick else [(g, ids) for g, ids in GROUPS if set(ids) <= SLOW_PROBES]
+        # Probes wait on the network and the brokers, not on this process: fast groups side by
+        # side; then the slow ones (JVMs of their own), so they do not starve the others' timeouts.
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = [pool.submit(_run_group, group, ids, target) for group, ids in groups]
+            futures = [pool.submit(_run_group, group, ids, target) for group, ids in fast]
             found = {r.probe: r for future in futures for r in future.result()}
+        for group, ids in slow:
+            found.update({r.probe: r for r in _run_group(group, ids, target)})
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     order = list(PROBES)
