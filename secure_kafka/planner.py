@@ -56,7 +56,6 @@ def build_plan(
 def _container(
     root: Path, settings: Settings, secrets: SecretStore, image: str, node: Node, renderer: Renderer | None
 ) -> plan.ContainerSpec:
-    topology = settings.topology
     if node.role == "zookeeper":
         files = render.render_zookeeper(settings, node, secrets, renderer)
         command = ("zookeeper-server-start", f"{CONFIG_DIR}/zoo.cfg")

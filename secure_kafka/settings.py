@@ -77,6 +77,28 @@ KEYS: dict[str, tuple[str, type]] = {
     "volumeBackend": ("volume_backend", str),
 }
 
+# What each key means, written as a comment above it by `init` (a test keeps it complete).
+KEY_HELP: dict[str, str] = {
+    "profile": "dev, ci or prod: the strictness every other key is checked against (`secure-kafka check`)",
+    "brokers": "number of Kafka brokers (prod: at least 3)",
+    "zookeeperNodes": "number of ZooKeeper nodes, odd (prod: 3)",
+    "portBase": "first host port: broker i publishes SASL_SSL on portBase+10i+1 and SSL (mTLS) on +2",
+    "bindAddress": "host interface the brokers' ports are published on (loopback unless allowPublicBind)",
+    "allowPublicBind": "explicit allow for a non-loopback bindAddress",
+    "plaintextLoopback": "dev only: an extra PLAINTEXT listener on 127.0.0.1 (benchmarks, debugging)",
+    "encryptedVolumes": "node data on encrypted volumes (prod: required)",
+    "keyAlgorithm": "key type of every certificate: ec-p256, ec-p384, rsa-3072, rsa-4096 (prod: not ec-p256)",
+    "leafValidityDays": "validity of node and client certificates (prod: at most 397)",
+    "tlsVersions": "TLS versions the brokers and ZooKeeper accept (prod: TLSv1.3 only)",
+    "tls12Reason": "prod: why TLSv1.2 must stay enabled (required to list it)",
+    "replicationFactor": "default replication factor of topics (prod: 3)",
+    "minInsyncReplicas": "min.insync.replicas (prod: 2)",
+    "uncleanLeaderElection": "allow an out-of-sync replica to become leader (loses data; never in prod)",
+    "readOnlyRootfs": "containers' root filesystem read-only (prod: required)",
+    "volumeSizeGib": "size of a new fscrypt volume image (gocryptfs grows with the host filesystem)",
+    "volumeBackend": "gocryptfs or fscrypt: how volumes are encrypted (see README, Encryption at rest)",
+}
+
 
 def check_env_name(env: str) -> str:
     if not ENV_NAME.match(env):
@@ -197,6 +219,11 @@ class Project:
         path = self.stack_file(settings.env)
         if path.exists():
             raise SecureKafkaError(f"{path.name} exists already: edit it, or remove it to start over")
-        header = f"# secure-kafka environment {settings.env!r} (profile {settings.profile.name}).\n"
-        write_atomic(path, header + yaml.safe_dump({"config": to_config(settings)}, sort_keys=False), mode=0o644)
+        lines = [f"# secure-kafka environment {settings.env!r}: the profile {settings.profile.name}'s defaults.",
+                 "# Change values within the profile's bounds; `secure-kafka check` lists what breaks them.",
+                 "config:"]
+        for key, value in to_config(settings).items():
+            lines.append(f"  # {KEY_HELP[key.partition(':')[2]]}")
+            lines.append("  " + yaml.safe_dump({key: value}, default_flow_style=True, width=1000).strip().strip("{}"))
+        write_atomic(path, "\n".join(lines) + "\n", mode=0o644)
         return path

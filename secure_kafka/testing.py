@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +34,7 @@ import pytest
 from . import acladmin, users
 from . import settings as sk_settings
 from .acl import acl_file
+from .certstore import PASSPHRASE_ENV
 from .environment import ADMIN, Environment
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
@@ -112,7 +115,9 @@ def running_environment(
     """A real environment in a fresh project dir, up and verified; purged afterwards, also on failure.
 
     ``overrides`` replace ``Settings`` fields (e.g. ``encrypted_volumes=False``). SIGTERM
-    interrupts like SIGINT while the environment lives, and neither stops its purge.
+    interrupts like SIGINT while the environment lives, and neither stops its purge. A prod
+    environment never generates its passphrase: without ``$SECURE_KAFKA_PASSPHRASE`` this
+    throwaway one gets a random passphrase for its lifetime.
     """
     root.mkdir(parents=True, exist_ok=True)
     (root / "Pulumi.yaml").write_text("name: secure-kafka\nruntime: python\nmain: infra/\n")
@@ -123,13 +128,25 @@ def running_environment(
     project = Project(root)
     project.write(settings)
     env = Environment(project, name, progress=progress)
-    with _sigterm_interrupts():
+    with _sigterm_interrupts(), _passphrase_set():
         try:
             env.up()
             yield env
         finally:
             with _signals_deferred(progress):
                 env.down(purge=True)
+
+
+@contextlib.contextmanager
+def _passphrase_set() -> Iterator[None]:
+    if os.environ.get(PASSPHRASE_ENV):
+        yield
+        return
+    os.environ[PASSPHRASE_ENV] = secrets.token_urlsafe(24)
+    try:
+        yield
+    finally:
+        os.environ.pop(PASSPHRASE_ENV, None)
 
 
 # --- The CI stack -------------------------------------------------------------------------------

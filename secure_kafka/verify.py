@@ -536,7 +536,7 @@ def _produce(conf: dict, topic: str) -> str:
     return outcome[0].name() if outcome[0] else "written"
 
 
-def _consume(conf: dict, topic: str, group: str, timeout_s: float = 15) -> str:
+def _consume(conf: dict, topic: str, group: str, timeout_s: float = 60) -> str:
     """Reads ``topic`` (which holds `up`'s verification records) from the start, in ``group``.
 
     The probe user may read its own group, so the answer is about Read on the topic alone.
@@ -562,9 +562,9 @@ def _consume(conf: dict, topic: str, group: str, timeout_s: float = 15) -> str:
 
 def _create_topic(conf: dict, topic: str) -> str:
     client = AdminClient(conf)  # held: a collected client fails its futures with _DESTROY
-    future = client.create_topics([NewTopic(topic, 1, 1)], request_timeout=15)[topic]
+    future = client.create_topics([NewTopic(topic, 1, 1)], request_timeout=45)[topic]
     try:
-        future.result(timeout=20)
+        future.result(timeout=60)
         return "created"
     except KafkaException as exc:
         return exc.args[0].name()

@@ -5,7 +5,6 @@ This environment is destructive (a broker is killed), so it is the module's own,
 
 from __future__ import annotations
 
-import os
 import ssl
 import time
 import uuid
@@ -22,16 +21,8 @@ RECORDS_BEFORE, RECORDS_AFTER = 200, 200
 
 @pytest.fixture(scope="module")
 def prod_env(runtime_image, tmp_path_factory):
-    saved = os.environ.get("SECURE_KAFKA_PASSPHRASE")
-    os.environ["SECURE_KAFKA_PASSPHRASE"] = uuid.uuid4().hex  # prod never generates one
-    try:
-        with running_environment(tmp_path_factory.mktemp("prod-project"), profile="prod") as env:
-            yield env
-    finally:
-        if saved is None:
-            os.environ.pop("SECURE_KAFKA_PASSPHRASE", None)
-        else:
-            os.environ["SECURE_KAFKA_PASSPHRASE"] = saved
+    with running_environment(tmp_path_factory.mktemp("prod-project"), profile="prod") as env:
+        yield env
 
 
 def test_prod_listeners_refuse_tls_1_2(prod_env):

@@ -8,7 +8,6 @@ every acknowledged number is there exactly once and that no send failed.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -27,16 +26,8 @@ PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def prod_env(runtime_image, tmp_path_factory):
-    saved = os.environ.get("SECURE_KAFKA_PASSPHRASE")
-    os.environ["SECURE_KAFKA_PASSPHRASE"] = uuid.uuid4().hex  # prod never generates one
-    try:
-        with running_environment(tmp_path_factory.mktemp("rotation-project"), profile="prod") as env:
-            yield env
-    finally:
-        if saved is None:
-            os.environ.pop("SECURE_KAFKA_PASSPHRASE", None)
-        else:
-            os.environ["SECURE_KAFKA_PASSPHRASE"] = saved
+    with running_environment(tmp_path_factory.mktemp("rotation-project"), profile="prod") as env:
+        yield env
 
 
 @pytest.fixture(scope="module")

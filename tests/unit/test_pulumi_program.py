@@ -6,7 +6,6 @@ are the shipped ``Pulumi.dev.yaml`` and ``Pulumi.prod.yaml``, in a temporary pro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import runpy
 import shutil
