@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     NewTopic,
@@ -24,6 +24,8 @@ from .errors import SecureKafkaError
 from .proc import Progress, quiet
 
 SCRAM_ITERATIONS = 8192
+COORDINATOR_NOT_READY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._WAIT_COORD}
 VERIFY_TOPIC = "secure-kafka.verify"
 
 
@@ -116,11 +118,22 @@ def round_trip(producer_conf: dict, consumer_conf: dict, topic: str, timeout_s: 
             if got.value() == marker:
                 # Committing in a group makes the cluster create its offsets topic now, so the
                 # first consumer group of a user (or of `verify`) does not pay for it.
-                try:
-                    consumer.commit(message=got, asynchronous=False)
-                except KafkaException as exc:
-                    raise SecureKafkaError(f"committing the verification offset failed: {exc.args[0].str()}") from None
+                _commit_until_accepted(consumer, got, deadline)
                 return time.monotonic() - started
         raise SecureKafkaError(f"verification record not read back from {topic} within {timeout_s:.0f} s")
     finally:
         consumer.close()
+
+
+def _commit_until_accepted(consumer: Consumer, msg, deadline: float) -> None:
+    """Commits ``msg``'s offset, retrying while the group coordinator is still being set up
+    (the offsets topic is created on the first commit: NOT_COORDINATOR, LOAD_IN_PROGRESS)."""
+    while True:
+        try:
+            consumer.commit(message=msg, asynchronous=False)
+            return
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+                raise SecureKafkaError(f"committing the verification offset failed: {error.str()}") from None
+            time.sleep(1)
