@@ -24,8 +24,12 @@ from .errors import SecureKafkaError
 from .proc import Progress, quiet
 
 SCRAM_ITERATIONS = 8192
+# The first commit creates the offsets topic (50 partitions, replicated): until its leaders
+# are elected and in sync, commits answer with these; on a loaded host that takes a while.
 COORDINATOR_NOT_READY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._WAIT_COORD}
+                         KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._WAIT_COORD,
+                         KafkaError.REQUEST_TIMED_OUT, KafkaError._TIMED_OUT}
+COMMIT_TIMEOUT_S = 180
 VERIFY_TOPIC = "secure-kafka.verify"
 
 
@@ -118,7 +122,7 @@ def round_trip(producer_conf: dict, consumer_conf: dict, topic: str, timeout_s: 
             if got.value() == marker:
                 # Committing in a group makes the cluster create its offsets topic now, so the
                 # first consumer group of a user (or of `verify`) does not pay for it.
-                _commit_until_accepted(consumer, got, deadline)
+                _commit_until_accepted(consumer, got, time.monotonic() + COMMIT_TIMEOUT_S)
                 return time.monotonic() - started
         raise SecureKafkaError(f"verification record not read back from {topic} within {timeout_s:.0f} s")
     finally:

@@ -65,6 +65,7 @@ from .proc import Progress, quiet
 from .topology import Node
 
 STATE_FORMAT = 1
+STARTING_GRACE_S = 180  # how long a resumed rotation waits for a node whose healthcheck is pending
 LEAF, CA = "leaf", "ca"
 OLD, NEW = "old", "new"
 
@@ -439,8 +440,16 @@ class Rotation:
             return self._run(state, started)
 
     def _check_available(self, state: State) -> None:
+        """Refuses while a node is down; a node still starting (healthcheck pending, e.g. just
+        restarted by an interrupted roll) gets ``STARTING_GRACE_S`` to come up first."""
         exempt = [state.rolling] if state.rolling else []
-        if down := self.cluster.unavailable(exempt):
+        deadline = time.monotonic() + STARTING_GRACE_S
+        while (down := self.cluster.unavailable(exempt)) and time.monotonic() < deadline:
+            if not all(line.endswith("(starting)") for line in down):
+                break
+            self.progress(f"waiting for {'; '.join(down)}")
+            time.sleep(2)
+        if down:
             raise SecureKafkaError(
                 f"cannot continue the rotation of {self.env!r} while {'; '.join(down)}: "
                 f"bring it back with `secure-kafka up {self.env}`, then run the command again"
