@@ -473,7 +473,11 @@ class GocryptfsBackend:
             if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE:  # its daemon died
                 _run("fusermount3", "-u", "-z", str(volume.mountpoint))
             volume.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # -force_owner: as root, gocryptfs creates a file as root and chowns it to the caller
+            # afterwards; Kafka creating a partition directory and its files at once raced that
+            # and got EACCES (log dir offline). Every file here belongs to the container user.
             code, detail = _gocryptfs(key, "-q", "-allow_other", "-nosuid", "-nodev", "-noexec",
+                                      "-force_owner", f"{CONTAINER_UID}:{CONTAINER_UID}",
                                       str(volume.storage), str(volume.mountpoint))
             if code != 0:
                 _remove_mountpoint(volume)
