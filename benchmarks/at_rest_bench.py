@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from secure_kafka import bootstrap, volumes
 from secure_kafka.dockerclient import connect
+from throughput import produce_all  # benchmarks/ is on sys.path when a script runs
 from secure_kafka.testing import running_environment
 
 TARGET_OVERHEAD = 0.10
@@ -70,14 +71,7 @@ def one_round(env, api, records: int, size: int) -> dict[str, float]:
     os.sync()
     cpu_daemon = daemon_cpu_seconds(env)
     cpu_broker, cpu_host, start = container_cpu_seconds(api, broker), host_cpu_seconds(), time.monotonic()
-    for _ in range(records):
-        while True:
-            try:
-                producer.produce(topic, payload)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(300) == 0, "records left unacknowledged"
+    produce_all(producer, topic, payload, records)
     acked_s = time.monotonic() - start
     os.sync()
     synced_s = time.monotonic() - start

@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from secure_kafka import acladmin, clients, users
 from secure_kafka.acl import Binding
 from secure_kafka.dockerclient import connect
+from throughput import produce_all  # benchmarks/ is on sys.path when a script runs
 from secure_kafka.image import ensure_image
 from secure_kafka.secretstore import scram_password_name
 from secure_kafka.testing import running_environment
@@ -108,14 +109,7 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
     figures: dict[str, float] = {}
     cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-    for _ in range(args.records):
-        while True:
-            try:
-                producer.produce(topic, payload)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    assert producer.flush(300) == 0, "records left unacknowledged"
+    produce_all(producer, topic, payload, args.records)
     seconds = time.monotonic() - start
     figures["produce MiB/s"] = gib * 1024 / seconds
     figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib

@@ -10,16 +10,10 @@ import pytest
 from secure_kafka import plan, profiles, render
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.planner import build_plan
-from secure_kafka.secretstore import SecretStore
 from secure_kafka.settings import Settings, defaults
 
 IMAGE = "secure-kafka-runtime:test"
 ROOT = Path("/srv/project")
-
-
-@pytest.fixture
-def secrets(tmp_path: Path) -> SecretStore:
-    return SecretStore(tmp_path / "secrets.json")
 
 
 def dev() -> Settings:

@@ -10,7 +10,6 @@ import pytest
 
 from secure_kafka import profiles, render, secretstore
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.secretstore import SecretStore
 from secure_kafka.settings import Settings, defaults
 
 
@@ -46,11 +45,6 @@ def parse_conf(text: str) -> dict[str, str]:
 
 def jaas_sections(text: str) -> dict[str, str]:
     return dict(re.findall(r"^(\w+) \{\n(.*?)\n\};", text, flags=re.S | re.M))
-
-
-@pytest.fixture
-def secrets(tmp_path: Path) -> SecretStore:
-    return SecretStore(tmp_path / "secrets.json")
 
 
 def dev() -> Settings:
