@@ -138,6 +138,11 @@ def _commit_until_accepted(consumer: Consumer, msg, deadline: float) -> None:
             return
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+            if error.code() not in COORDINATOR_NOT_READY:
                 raise SecureKafkaError(f"committing the verification offset failed: {error.str()}") from None
+            if time.monotonic() > deadline:
+                raise SecureKafkaError(
+                    f"committing the verification offset still failed after {COMMIT_TIMEOUT_S} s ({error.str()}): the "
+                    "offsets topic has no leader in sync; check the brokers' logs (an offline log directory?)"
+                ) from None
             time.sleep(1)

@@ -800,7 +800,8 @@ class DockerCluster:
     def restart(self, node: Node) -> None:
         since = int(time.time()) - 1
         started = time.monotonic()
-        self.client.api.restart(node.container, timeout=60)
+        self.engine.stop(node.container)
+        self.client.api.start(node.container)
         self.engine.wait_healthy([node.container], self.timeout_s)
         if node.role == "zookeeper" and len(self.topology.zookeepers) > 1:
             deadline = time.monotonic() + self.timeout_s

@@ -9,7 +9,7 @@ dm-crypt exists; this kernel has none); the stack setting ``volumeBackend`` pick
 
 - ``GocryptfsBackend`` (default): a gocryptfs (FUSE, AES-256-GCM) ciphertext directory per
   node, ``.volumes/<env>/<node>.gocryptfs/``, mounted with ``allow_other`` for Docker's bind
-  mount; run as root, gocryptfs gives new files the creating process's owner (uid 10001).
+  mount. The daemon runs as the container user (uid 10001), not as root: see its docstring.
 - ``FscryptLoopBackend``: ext4 native encryption (fscrypt, v2 policy, AES-256-XTS contents,
   AES-256-CTS filenames) on a sparse ext4 image per node, ``.volumes/<env>/<node>.img``,
   loop-mounted. The kernel ioctls are driven directly (``fcntl.ioctl``, layouts from
@@ -38,6 +38,7 @@ import errno
 import fcntl
 import json
 import os
+import pwd
 import shutil
 import struct
 import subprocess
@@ -319,7 +320,7 @@ class FscryptLoopBackend:
     def unlock(self, volume: Volume, key: bytes) -> None:
         if mounted_source(volume.mountpoint) is None:
             self._detach_stale(volume)
-            volume.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_mountpoint(volume.mountpoint)
             loop = _run("losetup", "--find", "--show", str(volume.storage)).strip()
             try:
                 _run("mount", "-t", "ext4", "-o", "nosuid,nodev,noexec", loop, str(volume.mountpoint))
@@ -391,6 +392,27 @@ class FscryptLoopBackend:
             _run("losetup", "-d", line)
 
 
+def _make_mountpoint(mountpoint: Path, owner: int = 0) -> None:
+    """``/run/secure-kafka/<env>/<node>``, 0700 and ``owner``'s. The two levels above are 0711:
+    searchable, not listable, so an unprivileged FUSE daemon (and fusermount3 checking on its
+    behalf) can reach its mountpoint."""
+    for directory in (mountpoint.parent.parent, mountpoint.parent):
+        directory.mkdir(mode=0o711, parents=True, exist_ok=True)
+        directory.chmod(0o711)
+    mountpoint.mkdir(mode=0o700, exist_ok=True)
+    os.chown(mountpoint, owner, owner)
+
+
+def _own_tree(storage: Path) -> None:
+    """Gives a ciphertext directory to the container user, whose gocryptfs serves it. Volumes
+    made by earlier versions (gocryptfs as root) hold root's files; this runs once for them."""
+    if storage.stat().st_uid == CONTAINER_UID:
+        return
+    for directory, subdirectories, files in os.walk(storage):
+        for name in (directory, *(os.path.join(directory, n) for n in (*subdirectories, *files))):
+            os.lchown(name, CONTAINER_UID, CONTAINER_UID)
+
+
 def _remove_mountpoint(volume: Volume) -> None:
     """After unmounting: the mountpoint (empty now) and the environment's /run directory once empty."""
     if volume.mountpoint.is_dir():
@@ -414,19 +436,54 @@ def gocryptfs_password(key: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=GOCRYPTFS_PASSWORD_INFO).derive(key).hex().encode()
 
 
-def _gocryptfs(key: bytes, *args: str) -> tuple[int, str]:
-    """Runs gocryptfs with the volume's password on stdin (never argv or environment): (exit code, output).
+def _gocryptfs(key: bytes, storage: Path, *options: str, mountpoint: Path | None = None) -> tuple[int, str]:
+    """Runs gocryptfs as the container user on ``storage``: (exit code, output).
 
-    Output goes to a file, not a pipe: a mount leaves a daemon behind that inherits it, and a
-    pipe would stay open until the volume is unmounted.
+    The password goes on stdin (never argv or environment). The ciphertext directory is
+    handed over as an open descriptor (``/proc/self/fd/N``), so its ancestors (the project
+    directory, a 0700 temp dir in tests) need not be searchable by that user. Output goes to
+    a file, not a pipe: a mount leaves a daemon behind that inherits it, and a pipe would stay
+    open until the volume is unmounted.
     """
-    with tempfile.TemporaryFile() as log:
-        try:
-            done = subprocess.run(["gocryptfs", *args], input=gocryptfs_password(key), stdout=log, stderr=log)
-        except FileNotFoundError:
-            raise _missing("gocryptfs") from None
-        log.seek(0)
-        return done.returncode, log.read().decode(errors="replace").strip().replace("\n", " | ")
+    _require_unprivileged_fuse()
+    directory = os.open(storage, os.O_RDONLY | os.O_DIRECTORY)
+    argv = ["gocryptfs", *options, f"/proc/self/fd/{directory}", *([str(mountpoint)] if mountpoint else [])]
+    try:
+        with tempfile.TemporaryFile() as log:
+            try:
+                done = subprocess.run(argv, input=gocryptfs_password(key), stdout=log, stderr=log, pass_fds=(directory,),
+                                      user=CONTAINER_UID, group=CONTAINER_UID, extra_groups=[])
+            except FileNotFoundError:
+                raise _missing("gocryptfs") from None
+            log.seek(0)
+            return done.returncode, log.read().decode(errors="replace").strip().replace("\n", " | ")
+    finally:
+        os.close(directory)
+
+
+FUSE_DEVICE = Path("/dev/fuse")
+FUSE_CONF = Path("/etc/fuse.conf")
+
+
+def _require_unprivileged_fuse() -> None:
+    """What an unprivileged FUSE mount with ``allow_other`` needs from the host (./run setup sets it up)."""
+    fix = "run ./run setup, which sets it up"
+    try:
+        mode = FUSE_DEVICE.stat().st_mode
+    except OSError:
+        raise SecureKafkaError(f"{FUSE_DEVICE} is missing: this host has no FUSE, use volumeBackend fscrypt") from None
+    if mode & 0o006 != 0o006:
+        raise SecureKafkaError(f"{FUSE_DEVICE} is mode {mode & 0o777:o}: gocryptfs runs as uid {CONTAINER_UID} and needs "
+                               f"0666 (Debian's default): {fix} (or chmod 0666 {FUSE_DEVICE})")
+    conf = FUSE_CONF.read_text() if FUSE_CONF.exists() else ""
+    if not any(line.strip() == "user_allow_other" for line in conf.splitlines()):
+        raise SecureKafkaError(f"{FUSE_CONF} lacks user_allow_other, which lets Docker reach a volume mounted by uid "
+                               f"{CONTAINER_UID}: {fix} (or add that line)")
+    try:
+        pwd.getpwuid(CONTAINER_UID)
+    except KeyError:
+        raise SecureKafkaError(f"uid {CONTAINER_UID} has no account on this host, and fusermount3 needs one: {fix} "
+                               f"(or add a system user with uid and gid {CONTAINER_UID})") from None
 
 
 def gocryptfs_processes(mountpoint: Path) -> list[int]:
@@ -448,9 +505,13 @@ def gocryptfs_processes(mountpoint: Path) -> list[int]:
 class GocryptfsBackend:
     """A gocryptfs (FUSE, AES-256-GCM, encrypted names) ciphertext directory, mounted while unlocked.
 
-    Runs as root with ``allow_other`` (which makes gocryptfs add ``default_permissions``: the
-    kernel checks modes) so Docker can bind-mount it for uid 10001; as root, gocryptfs gives
-    each new file the creating process's uid and gid, on both sides.
+    The daemon runs as the container user (uid 10001), and with ``allow_other`` (gocryptfs then
+    adds ``default_permissions``: the kernel checks modes) so that Docker can bind-mount it.
+    Why not as root: gocryptfs 2.3 as root with ``allow_other`` creates each file under the
+    caller's uid by switching credentials, and the Debian build switches them for every
+    thread at once (gocryptfs issue 893). Under concurrent creates (a broker creating the 50
+    partitions of its offsets topic) other threads then fail with EPERM and Kafka takes the
+    log directory offline. Unprivileged, nothing switches: every file belongs to uid 10001.
     """
 
     name = "gocryptfs"
@@ -462,8 +523,9 @@ class GocryptfsBackend:
         volume.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.rmtree(volume.partial, ignore_errors=True)  # an interrupted creation: it never held data
         volume.partial.mkdir(mode=0o700)
+        os.chown(volume.partial, CONTAINER_UID, CONTAINER_UID)
         # -scryptn 10 (the minimum): the password is 256 random bits, not a guessable phrase.
-        code, detail = _gocryptfs(key, "-init", "-q", "-scryptn", "10", str(volume.partial))
+        code, detail = _gocryptfs(key, volume.partial, "-init", "-q", "-scryptn", "10")
         if code != 0:
             raise SecureKafkaError(f"gocryptfs -init {volume.partial} failed (exit {code}): {detail}")
         os.rename(volume.partial, volume.storage)
@@ -472,13 +534,10 @@ class GocryptfsBackend:
         if not self._serving(volume):
             if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE:  # its daemon died
                 _run("fusermount3", "-u", "-z", str(volume.mountpoint))
-            volume.mountpoint.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # -force_owner: as root, gocryptfs creates a file as root and chowns it to the caller
-            # afterwards; Kafka creating a partition directory and its files at once raced that
-            # and got EACCES (log dir offline). Every file here belongs to the container user.
-            code, detail = _gocryptfs(key, "-q", "-allow_other", "-nosuid", "-nodev", "-noexec",
-                                      "-force_owner", f"{CONTAINER_UID}:{CONTAINER_UID}",
-                                      str(volume.storage), str(volume.mountpoint))
+            _own_tree(volume.storage)
+            _make_mountpoint(volume.mountpoint, owner=CONTAINER_UID)
+            code, detail = _gocryptfs(key, volume.storage, "-q", "-allow_other", "-nosuid", "-nodev", "-noexec",
+                                      mountpoint=volume.mountpoint)
             if code != 0:
                 _remove_mountpoint(volume)
                 if code == GOCRYPTFS_EXIT_PASSWORD_INCORRECT:

@@ -31,6 +31,10 @@ from .shared import TMPFS_OPTIONS, container_labels, write_rendered_files
 
 NANOS = 1_000_000_000
 STOP_TIMEOUT_S = 60  # controlled shutdown of a broker; then SIGKILL
+# Kafka's zookeeper.session.timeout.ms (18 s, not overridden), plus a margin: how long the
+# registration of a broker that was killed, not stopped, outlives it in ZooKeeper.
+ZOOKEEPER_SESSION_EXPIRY_S = 18 + 4
+SIGKILL_EXIT = 128 + 9
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,7 @@ class DockerEngine:
             if same:
                 self.api.start(spec.name)
                 return "started"
-            # Graceful stop first: a killed broker's ZooKeeper registration outlives it.
-            self.api.stop(spec.name, timeout=STOP_TIMEOUT_S)
+            self.stop(spec.name)
             self.api.remove_container(spec.name, force=True)
         else:
             write_rendered_files(self.root, spec.files)
@@ -174,6 +177,17 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
 
+    def stop(self, name: str) -> None:
+        """Stops a container gracefully: a broker that stops cleanly hands over leadership and
+        closes its ZooKeeper session. One that had to be killed leaves its registration behind
+        until the session expires, and a broker started meanwhile exits with NodeExists: wait."""
+        self.api.stop(name, timeout=STOP_TIMEOUT_S)
+        info = self._inspect(name) or {}
+        if info.get("State", {}).get("ExitCode") == SIGKILL_EXIT and info["Config"]["Labels"].get(LABEL_ROLE) == "broker":
+            self.progress(f"{name}: killed after {STOP_TIMEOUT_S} s; waiting {ZOOKEEPER_SESSION_EXPIRY_S} s "
+                          "for its ZooKeeper session to expire")
+            time.sleep(ZOOKEEPER_SESSION_EXPIRY_S)
+
     def logs_tail(self, name: str, lines: int = 20) -> str:
         try:
             return self.api.logs(name, tail=lines).decode(errors="replace")
@@ -243,7 +257,7 @@ class DockerEngine:
             name = c["Names"][0].lstrip("/")
             if c["State"] == "running":
                 self.progress(f"container {name}: stopping")
-                self.api.stop(c["Id"], timeout=STOP_TIMEOUT_S)
+                self.stop(name)
             self.progress(f"container {name}: removing")
             self.api.remove_container(c["Id"], force=True)
         for net in self.api.networks(filters=filters):

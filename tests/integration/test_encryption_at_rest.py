@@ -173,3 +173,51 @@ def test_control_marker_found_in_a_plain_docker_volume(runtime_image, docker_cli
         backing = Path(docker_client.api.inspect_volume(volume)["Mountpoint"])
         assert tree_contains(backing, marker), "the scan did not find the marker in plaintext storage"
         assert not Path(volumes.RUN_ROOT, env.env).exists()
+
+
+# What a broker does when it becomes a replica of many partitions at once (the 50 of the
+# offsets topic): directories and their files created from many threads. gocryptfs 2.3 run as
+# root failed this with EPERM (a credential switch that hits every thread); as the container
+# user it must not.
+CONCURRENT_CREATES = """
+import os, sys, threading
+base, errors = sys.argv[1], []
+def partitions(thread):
+    for partition in range(40):
+        directory = f"{base}/topic-{thread}-{partition}"
+        try:
+            os.mkdir(directory)
+            for suffix in ("log", "index", "timeindex", "snapshot"):
+                fd = os.open(f"{directory}/00000000000000000000.{suffix}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+                os.write(fd, b"x" * 512)
+                os.close(fd)
+        except OSError as exc:
+            errors.append(f"{directory}: {exc}")
+threads = [threading.Thread(target=partitions, args=(t,)) for t in range(16)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), errors[:3])
+"""
+
+
+def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_path):
+    backend = volumes.GocryptfsBackend()
+    env = f"t{uuid.uuid4().hex[:6]}"
+    volume = volumes.Volume(env, "kafka-0", tmp_path / "kafka-0.gocryptfs", Path(volumes.mountpoint(env, "kafka-0")),
+                            Path(volumes.plaintext_dir(env, "kafka-0")), 0)
+    key = os.urandom(volumes.MASTER_KEY_BYTES)
+    backend.create(volume, key)
+    try:
+        backend.unlock(volume, key)
+        done = subprocess.run(["/usr/bin/python3", "-c", CONCURRENT_CREATES, str(volume.plaintext)], capture_output=True,
+                              text=True, user=volumes.CONTAINER_UID, group=volumes.CONTAINER_UID, extra_groups=[])
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("0 "), f"failed creates: {done.stdout}"
+        created = [p for p in volume.plaintext.rglob("*")]
+        assert len(created) == 16 * 40 * 5 and {p.stat().st_uid for p in created} == {volumes.CONTAINER_UID}
+        # The daemon serving it is not root.
+        daemons = volumes.gocryptfs_processes(volume.mountpoint)
+        assert daemons and {Path(f"/proc/{pid}").stat().st_uid for pid in daemons} == {volumes.CONTAINER_UID}
+    finally:
+        backend.destroy(volume)
+    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, env).exists()

@@ -17,7 +17,6 @@ from secure_kafka.environment import ADMIN
 from secure_kafka.testing import running_environment
 
 RECORDS_BEFORE, RECORDS_AFTER = 200, 200
-# Deselected by default: the prod environment's start (verify at up, first group commit) flaked in CI.
 pytestmark = pytest.mark.prod_shape
 
 

@@ -22,8 +22,6 @@ from secure_kafka.errors import SecureKafkaError
 from secure_kafka.testing import running_environment
 
 PARTITIONS = 3
-# The whole module is deselected by default (see the note on the two full rotations below): its
-# prod environment also failed to start once in a clean-clone CI run, cause not yet read.
 pytestmark = pytest.mark.rotation_roll
 
 
@@ -175,10 +173,6 @@ def test_abort_mid_roll_returns_the_cluster_to_the_old_leaves(prod_env, docker_c
     assert prod_env.certs.verify() == []
 
 
-# Deselected from the default run (pyproject `-m "not rotation_roll"`): both passed on the
-# working tree and failed in a clean-clone CI run whose failure output was not read before the
-# session ended. Run them with `pytest -m rotation_roll tests/integration/test_rotation.py`.
-@pytest.mark.rotation_roll
 def test_leaf_rotation_killed_and_resumed_loses_no_record(prod_env, docker_client, topic):
     ca = prod_env.certs.ca_cert_path
     before = active_serials(prod_env)
@@ -195,10 +189,6 @@ def test_leaf_rotation_killed_and_resumed_loses_no_record(prod_env, docker_clien
     assert prod_env.certs.verify() == []
 
 
-# Deselected from the default run (pyproject `-m "not rotation_roll"`): both passed on the
-# working tree and failed in a clean-clone CI run whose failure output was not read before the
-# session ended. Run them with `pytest -m rotation_roll tests/integration/test_rotation.py`.
-@pytest.mark.rotation_roll
 def test_ca_rotation_loses_no_record_and_ends_trust_in_the_old_ca(prod_env, docker_client, topic, tmp_path):
     old_ca = tmp_path / "old-ca.crt"
     old_ca.write_bytes(prod_env.certs.ca_cert_path.read_bytes())

@@ -296,6 +296,8 @@ def test_gocryptfs_gets_its_password_on_stdin_only(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(argv, 0)
 
     monkeypatch.setattr(volumes.subprocess, "run", fake_run)
+    monkeypatch.setattr(volumes.os, "chown", lambda *args: None)
+    monkeypatch.setattr(volumes, "_require_unprivileged_fuse", lambda: None)
     volume = volumes.Volume("dev", "kafka-0", tmp_path / "kafka-0.gocryptfs", tmp_path / "mnt", tmp_path / "mnt" / "data", 0)
     volumes.GocryptfsBackend().create(volume, KEY)
     password = volumes.gocryptfs_password(KEY)
@@ -303,3 +305,42 @@ def test_gocryptfs_gets_its_password_on_stdin_only(tmp_path, monkeypatch):
     assert not any(password.decode() in arg or KEY.hex() in arg for arg in seen["argv"])
     assert "env" not in seen  # the daemon inherits our environment: nothing is added to it
     assert seen["argv"][:2] == ["gocryptfs", "-init"] and volume.storage.is_dir() and not volume.partial.exists()
+    # Unprivileged, and handed the ciphertext directory as a descriptor (its ancestors may be 0700).
+    assert (seen["user"], seen["group"], seen["extra_groups"]) == (volumes.CONTAINER_UID, volumes.CONTAINER_UID, [])
+    assert seen["argv"][-1] == f"/proc/self/fd/{seen['pass_fds'][0]}"
+
+
+@pytest.mark.parametrize(
+    ("device_mode", "conf", "has_account", "message"),
+    [
+        (0o666, "user_allow_other\n", True, None),
+        (0o666, "# user_allow_other\nmount_max = 1000\n", True, "lacks user_allow_other"),
+        (0o666, None, True, "lacks user_allow_other"),
+        (0o600, "user_allow_other\n", True, "mode 600: gocryptfs runs as uid 10001"),
+        (0o660, "user_allow_other\n", True, "mode 660"),
+        (0o666, "user_allow_other\n", False, "uid 10001 has no account on this host"),
+        (None, "user_allow_other\n", True, "has no FUSE, use volumeBackend fscrypt"),
+    ],
+)
+def test_unprivileged_fuse_prerequisites(tmp_path, monkeypatch, device_mode, conf, has_account, message):
+    device, fuse_conf = tmp_path / "fuse", tmp_path / "fuse.conf"
+    if device_mode is not None:
+        device.touch()
+        device.chmod(device_mode)
+    if conf is not None:
+        fuse_conf.write_text(conf)
+
+    def getpwuid(uid):
+        if not has_account:
+            raise KeyError(uid)
+        return ("secure-kafka",)
+
+    monkeypatch.setattr(volumes, "FUSE_DEVICE", device)
+    monkeypatch.setattr(volumes, "FUSE_CONF", fuse_conf)
+    monkeypatch.setattr(volumes.pwd, "getpwuid", getpwuid)
+    if message is None:
+        volumes._require_unprivileged_fuse()
+        return
+    with pytest.raises(SecureKafkaError, match=message) as caught:
+        volumes._require_unprivileged_fuse()
+    assert "\n" not in str(caught.value) and "./run setup" in str(caught.value) or "fscrypt" in str(caught.value)

@@ -1,0 +1,41 @@
+"""Stopping a container: a broker that had to be killed waits out its ZooKeeper session."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from secure_kafka.engines import docker_engine
+from secure_kafka.plan import LABEL_ROLE
+
+
+class FakeApi:
+    def __init__(self, role: str, exit_code: int):
+        self.info = {"State": {"ExitCode": exit_code}, "Config": {"Labels": {LABEL_ROLE: role}}}
+        self.stopped: list[tuple[str, int]] = []
+
+    def stop(self, name, timeout):
+        self.stopped.append((name, timeout))
+
+    def inspect_container(self, name):
+        return self.info
+
+
+@pytest.mark.parametrize(
+    ("role", "exit_code", "waits"),
+    [
+        ("broker", 143, False),  # SIGTERM handled: controlled shutdown closed the session
+        ("broker", 0, False),
+        ("broker", 137, True),  # SIGKILL after the timeout: the registration lingers
+        ("zookeeper", 137, False),  # no broker registration to outlive it
+    ],
+)
+def test_stop_waits_for_the_session_of_a_killed_broker_only(monkeypatch, role, exit_code, waits):
+    slept: list[float] = []
+    monkeypatch.setattr(docker_engine.time, "sleep", slept.append)
+    api = FakeApi(role, exit_code)
+    engine = docker_engine.DockerEngine(SimpleNamespace(api=api), project_root=None)
+    engine.stop("sk-dev-kafka-0")
+    assert api.stopped == [("sk-dev-kafka-0", docker_engine.STOP_TIMEOUT_S)]
+    assert slept == ([docker_engine.ZOOKEEPER_SESSION_EXPIRY_S] if waits else [])
