@@ -4,11 +4,14 @@ One run stands up two dev environments side by side, one with ``encryptedVolumes
 (``--backend``, default: the default ``volumeBackend``) and one with ``encryptedVolumes: false``
 (a Docker volume), and alternates rounds between them, so a noisy neighbour on a shared
 machine hits both alike. Per round: ``--records`` records of ``--size`` bytes with
-confluent-kafka, acks=all, over the mTLS listener, into a fresh topic; then ``sync`` so the
-data is on disk (fscrypt encrypts at writeback).
+confluent-kafka, acks=all, over the mTLS listener, into a fresh topic of ``--partitions``
+partitions; then ``sync`` so the data is on disk (fscrypt encrypts at writeback). Each write
+to a gocryptfs volume is a synchronous round trip through FUSE, so one partition (appends
+one after the other) is its worst case; several partitions overlap those round trips.
 
     .venv/bin/python benchmarks/at_rest_bench.py [--backend gocryptfs|fscrypt] [--records 200000]
-        [--size 1024] [--rounds 9] [--warmup 1]
+        [--size 1024] [--rounds 9] [--warmup 1] [--partitions 6] [--linger-ms 5] [--payload random|events]
+        [--compression none]
 
 Prints per round: producer throughput (until every record is acknowledged), throughput until
 the data is synced to disk, the broker container's CPU seconds (its cgroup), the gocryptfs
@@ -34,7 +37,7 @@ from confluent_kafka.admin import AdminClient
 
 from secure_kafka import bootstrap, volumes
 from secure_kafka.dockerclient import connect
-from throughput import produce_all  # benchmarks/ is on sys.path when a script runs
+from throughput import PAYLOAD_KINDS, payloads, produce_all  # benchmarks/ is on sys.path when a script runs
 from secure_kafka.testing import running_environment
 
 TARGET_OVERHEAD = 0.10
@@ -60,22 +63,23 @@ def daemon_cpu_seconds(env) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def one_round(env, api, records: int, size: int) -> dict[str, float]:
+def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
     config = env.admin_mtls_config()
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    bootstrap.ensure_topic(AdminClient(config), topic, 1)
-    producer = Producer({**config, "acks": "all", "linger.ms": 5, "batch.size": 1 << 20,
-                         "queue.buffering.max.kbytes": 1 << 20})
-    payload = os.urandom(size)
+    bootstrap.ensure_topic(AdminClient(config), topic, 1, args.partitions)
+    producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
+                         "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
+    values = payloads(args.payload, args.size)
+    records = args.records
     broker = env.settings.topology.brokers[0].container
     os.sync()
     cpu_daemon = daemon_cpu_seconds(env)
     cpu_broker, cpu_host, start = container_cpu_seconds(api, broker), host_cpu_seconds(), time.monotonic()
-    produce_all(producer, topic, payload, records)
+    produce_all(producer, topic, values, records)
     acked_s = time.monotonic() - start
     os.sync()
     synced_s = time.monotonic() - start
-    mib = records * size / 2**20
+    mib = records * sum(map(len, values)) / len(values) / 2**20
     return {
         "MiB/s acked": mib / acked_s,
         "MiB/s synced": mib / synced_s,
@@ -91,7 +95,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--partitions", type=int, default=6, help="of each round's topic (1: appends in series)")
     parser.add_argument("--warmup", type=int, default=1, help="rounds run first and not counted (JIT, page cache)")
+    parser.add_argument("--linger-ms", type=int, default=5, help="producer linger.ms: larger batches, fewer writes")
+    parser.add_argument("--compression", default="none", choices=("none", "lz4", "zstd", "snappy", "gzip"))
+    parser.add_argument("--payload", default="random", choices=PAYLOAD_KINDS,
+                        help="random: incompressible bytes; events: JSON events, what --compression is for")
     args = parser.parse_args()
     api = connect().api
     labels = {"encrypted": {"encrypted_volumes": True, "volume_backend": args.backend},
@@ -103,16 +112,16 @@ def main() -> None:
                 for label, overrides in labels.items()}
         for label, env in envs.items():
             for _ in range(args.warmup):
-                one_round(env, api, args.records, args.size)
+                one_round(env, api, args)
         for i in range(args.rounds):
             # Alternating, and each pair in turned order: drift and neighbours hit both alike.
             for label in (labels if i % 2 == 0 else reversed(labels)):
-                figures = one_round(envs[label], api, args.records, args.size)
+                figures = one_round(envs[label], api, args)
                 rounds[label].append(figures)
                 print(f"{label:9} round {i + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
     medians = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in rounds.items()}
-    print(f"\nmedians (min..max) of {args.rounds} rounds, {args.records} x {args.size} B, acks=all, mTLS, "
-          f"encrypted = {args.backend}:")
+    print(f"\nmedians (min..max) of {args.rounds} rounds, {args.records} x {args.size} B, {args.partitions} partitions, "
+          f"acks=all, mTLS, payload {args.payload}, compression {args.compression}, encrypted = {args.backend}:")
     for label, runs in rounds.items():
         print(f"  {label:9} " + ", ".join(
             f"{k} {medians[label][k]:.1f} ({min(r[k] for r in runs):.1f}..{max(r[k] for r in runs):.1f})"

@@ -13,6 +13,7 @@ cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB 
 
     .venv/bin/python benchmarks/security_tax_bench.py [--records 200000] [--size 1024] [--rounds 5]
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
+        [--payload random|events]
 
 Prints every round, the medians with their min..max spread, and each secure variant's
 throughput relative to PLAINTEXT against the target: at most 10 % loss.
@@ -37,7 +38,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from secure_kafka import acladmin, clients, users
 from secure_kafka.acl import Binding
 from secure_kafka.dockerclient import connect
-from throughput import produce_all  # benchmarks/ is on sys.path when a script runs
+from throughput import PAYLOAD_KINDS, payloads, produce_all  # benchmarks/ is on sys.path when a script runs
 from secure_kafka.image import ensure_image
 from secure_kafka.secretstore import scram_password_name
 from secure_kafka.testing import running_environment
@@ -100,16 +101,16 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     broker = env.settings.topology.brokers[0].container
-    payload = os.urandom(args.size)
-    gib = args.records * args.size / 2**30
+    values = payloads(args.payload, args.size)
+    gib = args.records * sum(map(len, values)) / len(values) / 2**30
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     # Connections, handshakes, metadata and the producer id are set up before the clock starts.
-    producer.produce(topic, payload)
+    producer.produce(topic, values[-1])
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
     figures: dict[str, float] = {}
     cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-    produce_all(producer, topic, payload, args.records)
+    produce_all(producer, topic, values, args.records)
     seconds = time.monotonic() - start
     figures["produce MiB/s"] = gib * 1024 / seconds
     figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1 << 20)
     parser.add_argument("--compression", default="none", choices=("none", "lz4", "zstd", "snappy", "gzip"))
+    parser.add_argument("--payload", default="random", choices=PAYLOAD_KINDS,
+                        help="random: incompressible bytes; events: JSON events, what --compression is for")
     parser.add_argument("--encrypted-volumes", action="store_true",
                         help="keep the broker's data on an encrypted volume (default: a plain one, so only the wire is measured)")
     args = parser.parse_args()
@@ -166,7 +169,7 @@ def main() -> None:
         print(f"dev environment {env.env}: 1 broker (CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
-              f"batch.size={args.batch_size}, compression={args.compression}", flush=True)
+              f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}", flush=True)
         for index in range(args.warmup + args.rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
             for variant in order:
