@@ -53,6 +53,9 @@ class HandshakeResult:
     peer_serial: int | None = None
     cipher: str | None = None  # negotiated suite (OpenSSL name)
     peer_cert: bytes | None = None  # DER of the certificate the server presented
+    # False when nothing answered (connection refused, or silence until the timeout): not a
+    # refusal by a live server, so a refusal probe must not count it as one.
+    answered: bool = True
 
 
 # What a client offers to find out whether a server still speaks a legacy protocol: the
@@ -121,6 +124,8 @@ def tls_handshake(
                 if speak_kafka:
                     _require_kafka_answer(tls)
                 return HandshakeResult(True, f"{version}", serial, cipher[0] if cipher else None, der)
+    except (ConnectionRefusedError, TimeoutError) as exc:
+        return HandshakeResult(False, f"no answer: {exc.__class__.__name__}: {exc}", answered=False)
     except (ssl.SSLError, OSError) as exc:
         return HandshakeResult(False, f"{exc.__class__.__name__}: {exc}")
 

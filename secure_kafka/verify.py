@@ -314,9 +314,13 @@ def _offer_everywhere(t: Target, **offer) -> dict[str, probes.HandshakeResult]:
 
 
 def _refused(probe: str, outcomes: dict[str, probes.HandshakeResult]) -> ProbeResult:
+    """Passes only if every listener answered and refused: silence proves nothing."""
     accepted = [f"{name} ({r.detail} {r.cipher})" for name, r in outcomes.items() if r.ok]
-    observed = f"accepted by {_where(accepted)}" if accepted else f"refused by {len(outcomes)} listeners"
-    return result(probe, "refused", observed, not accepted and bool(outcomes))
+    silent = [name for name, r in outcomes.items() if not r.answered]
+    observed = "; ".join(filter(None, [f"accepted by {_where(accepted)}" if accepted else "",
+                                       f"no answer from {_where(silent)}" if silent else ""]))
+    return result(probe, "refused", observed or f"refused by {len(outcomes)} listeners",
+                  not accepted and not silent and bool(outcomes))
 
 
 def probe_legacy_tls(t: Target) -> list[ProbeResult]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 
-from secure_kafka import verify
+import pytest
+
+from secure_kafka import probes, verify
 
 
 def card(*passed: bool, quick: bool = False) -> verify.Scorecard:
@@ -61,3 +65,56 @@ def test_a_broken_probe_fails_every_probe_of_its_group():
     results = verify._run_group(broken, ("tls.v1.0", "tls.v1.1"), target=None)
     assert [(r.probe, r.passed, r.observed) for r in results] == [
         ("tls.v1.0", False, "probe error: docker went away"), ("tls.v1.1", False, "probe error: docker went away")]
+
+
+def _outcome(ok: bool, answered: bool = True) -> probes.HandshakeResult:
+    return probes.HandshakeResult(ok, "TLSv1.1" if ok else "SSLError: alert", cipher="AES128-SHA" if ok else None,
+                                  answered=answered)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "passed", "observed"),
+    [
+        ({"kafka-0/SSL": _outcome(False), "zk-0/tls": _outcome(False)}, True, "refused by 2 listeners"),
+        ({"kafka-0/SSL": _outcome(True), "zk-0/tls": _outcome(False)}, False, "accepted by kafka-0/SSL"),
+        # A listener that is down, or silent until the timeout, has refused nothing.
+        ({"kafka-0/SSL": _outcome(False, answered=False), "zk-0/tls": _outcome(False)}, False,
+         "no answer from kafka-0/SSL"),
+        ({"kafka-0/SSL": _outcome(True), "zk-0/tls": _outcome(False, answered=False)}, False,
+         "accepted by kafka-0/SSL (TLSv1.1 AES128-SHA); no answer from zk-0/tls"),
+        ({}, False, "refused by 0 listeners"),  # nothing probed proves nothing
+    ],
+)
+def test_a_refusal_probe_needs_every_listener_to_answer_and_refuse(outcomes, passed, observed):
+    outcome = verify._refused("tls.v1.1", outcomes)
+    assert outcome.passed is passed
+    assert outcome.observed.startswith(observed)
+
+
+def test_silence_and_a_closed_port_are_no_answer_not_a_refusal():
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        quiet = probes.tls_handshake("127.0.0.1", silent.getsockname()[1], None, timeout=0.5)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: the connection is refused
+        refused = probes.tls_handshake("127.0.0.1", closed.getsockname()[1], None, timeout=0.5)
+    for result in (quiet, refused):
+        assert not result.ok and not result.answered and result.detail.startswith("no answer")
+
+
+def test_a_server_that_closes_on_the_hello_has_answered():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def hang_up():
+            connection, _ = server.accept()
+            connection.recv(1024)  # the ClientHello
+            connection.close()
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        result = probes.tls_handshake("127.0.0.1", server.getsockname()[1], None, timeout=2)
+        thread.join()
+    assert not result.ok and result.answered
