@@ -71,16 +71,14 @@ def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     values = payloads(args.payload, args.size)
-    records = args.records
     broker = env.settings.topology.brokers[0].container
     os.sync()
     cpu_daemon = daemon_cpu_seconds(env)
     cpu_broker, cpu_host, start = container_cpu_seconds(api, broker), host_cpu_seconds(), time.monotonic()
-    produce_all(producer, topic, values, records)
+    mib = produce_all(producer, topic, values, args.records) / 2**20
     acked_s = time.monotonic() - start
     os.sync()
     synced_s = time.monotonic() - start
-    mib = records * sum(map(len, values)) / len(values) / 2**20
     figures = {
         "MiB/s acked": mib / acked_s,
         "MiB/s synced": mib / synced_s,

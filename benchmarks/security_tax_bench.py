@@ -102,7 +102,6 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     broker = env.settings.topology.brokers[0].container
     values = payloads(args.payload, args.size)
-    gib = args.records * sum(map(len, values)) / len(values) / 2**30
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     # Connections, handshakes, metadata and the producer id are set up before the clock starts.
@@ -110,7 +109,7 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
     figures: dict[str, float] = {}
     cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-    produce_all(producer, topic, values, args.records)
+    gib = produce_all(producer, topic, values, args.records) / 2**30
     seconds = time.monotonic() - start
     figures["produce MiB/s"] = gib * 1024 / seconds
     figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib

@@ -46,9 +46,11 @@ def payloads(kind: str, size: int) -> list[bytes]:
     return [_event(size, rng) for _ in range(DISTINCT_PAYLOADS)]
 
 
-def produce_all(producer: Producer, topic: str, values: list[bytes], count: int) -> None:
+def produce_all(producer: Producer, topic: str, values: list[bytes], count: int) -> int:
     """Queues ``count`` records, cycling through ``values``, waiting for delivery reports
-    whenever the local queue is full, then waits until every record is acknowledged."""
+    whenever the local queue is full, then waits until every record is acknowledged.
+    Returns the bytes of record values produced."""
+    produced = 0
     for index in range(count):
         value = values[index % len(values)]
         while True:
@@ -57,4 +59,6 @@ def produce_all(producer: Producer, topic: str, values: list[bytes], count: int)
                 break
             except BufferError:
                 producer.poll(0.05)
+        produced += len(value)
     assert producer.flush(300) == 0, "records left unacknowledged"
+    return produced

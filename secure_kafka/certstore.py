@@ -40,11 +40,9 @@ from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .secretstore import SecretStore, store_password_name
 from .settings import Project, Settings
-from .topology import Node
+from .topology import CONTAINER_UID, Node
 
 PASSPHRASE_ENV = "SECURE_KAFKA_PASSPHRASE"
-# The container user of the runtime image; node dirs are handed to it so it can read them.
-CONTAINER_UID = 10001
 # Every environment has this client principal (mTLS certificate and SCRAM user), a super user.
 ADMIN = "admin"
 # Client principals may not take a node's name: its certificate would map to the broker's

@@ -14,9 +14,8 @@ from . import plan, render, volumes
 from .render import CONFIG_DIR, TLS_DIR, Renderer
 from .secretstore import SecretStore
 from .settings import Settings
-from .topology import BROKER_INTERNAL_PORT, ZK_SECURE_CLIENT_PORT, Node
+from .topology import BROKER_INTERNAL_PORT, CONTAINER_UID, ZK_SECURE_CLIENT_PORT, Node
 
-CONTAINER_UID = 10001  # user kafka of the runtime image (docker/Dockerfile)
 PROJECT_LABEL_VALUE = "secure-kafka"
 # Memory a JVM needs beyond its heap (metaspace, threads, direct buffers, page-cache slack).
 JVM_OVERHEAD_MB = 384

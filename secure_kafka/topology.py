@@ -15,6 +15,9 @@ ZK_SECURE_CLIENT_PORT = 2182
 ZK_QUORUM_PORT = 2888
 ZK_ELECTION_PORT = 3888
 BROKER_INTERNAL_PORT = 9091  # inter-broker TLS (mTLS), advertised on the Docker network
+# The user every container runs as (user kafka of docker/Dockerfile): it owns what the nodes
+# read and write on the host, their TLS files and their volumes' data.
+CONTAINER_UID = 10001
 
 # Offsets of a broker's published listeners from ``port_base + 10 * index``.
 LISTENER_PORT_OFFSETS = {"sasl_ssl": 1, "ssl": 2, "plaintext": 3}

@@ -58,10 +58,10 @@ from cryptography import x509
 from . import bootstrap, clients, pki, probes, profiles, volumes
 from .dockerclient import connect
 from .errors import SecureKafkaError
-from .planner import CONTAINER_UID, JVM_OVERHEAD_MB
+from .planner import JVM_OVERHEAD_MB
 from .render import ZOOKEEPER_SASL_USER
 from .secretstore import ZOOKEEPER_SASL, scram_password_name, store_password_name
-from .topology import BROKER_INTERNAL_PORT, ZK_SECURE_CLIENT_PORT, Node
+from .topology import BROKER_INTERNAL_PORT, CONTAINER_UID, ZK_SECURE_CLIENT_PORT, Node
 
 if TYPE_CHECKING:
     from .environment import Environment

@@ -58,8 +58,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .proc import Progress, quiet
+from .topology import CONTAINER_UID
 
-CONTAINER_UID = 10001  # user kafka of the runtime image: owns the plaintext directory
 RUN_ROOT = "/run/secure-kafka"  # tmpfs: mountpoints vanish at reboot, locked by definition
 STORAGE_DIR = ".volumes"  # under the project root, gitignored: ciphertext only
 KEYS_DIR = "volume-keys"  # under certs/<env>/

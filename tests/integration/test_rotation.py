@@ -21,6 +21,8 @@ from secure_kafka.environment import ADMIN
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.testing import running_environment
 
+from interruption import Killed, kill_at
+
 PARTITIONS = 3
 pytestmark = pytest.mark.rotation_roll
 
@@ -132,17 +134,6 @@ def assert_presenting(results, serials):
         assert result.ok, f"{where}: {result.detail}"
         node = where.split("/")[0]
         assert result.peer_serial == serials[node], f"{where} presents {result.peer_serial:x}, expected {serials[node]:x}"
-
-
-class Killed(Exception):
-    """Stands for the rotating process being killed at a given point."""
-
-
-def kill_at(event_name):
-    def hook(event):
-        if event == event_name:
-            raise Killed(event)
-    return hook
 
 
 def test_refuses_while_a_node_is_down(prod_env, docker_client):

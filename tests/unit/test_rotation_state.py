@@ -21,6 +21,8 @@ from secure_kafka.plan import spec_hash
 from secure_kafka.planner import build_plan
 from secure_kafka.rotation import CA, INITIAL, LEAF, NEW, OLD, Material, Phase, Rotation, State
 
+from interruption import Killed, kill_at
+
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> CertStore:
@@ -203,17 +205,6 @@ def test_paused_ca_rotation_gives_clients_both_cas_then_resumes(store):
     report = Rotation(store, FakeCluster(store)).resume()
     assert report.outcome == "done" and report.phases == ["new-leaves", "drop-old-ca"]
     assert store.verify() == []
-
-
-class Killed(Exception):
-    """Stands for the process being killed: not a SecureKafkaError, nothing catches it."""
-
-
-def kill_at(event_name):
-    def hook(event):
-        if event == event_name:
-            raise Killed(event)
-    return hook
 
 
 def test_killed_mid_ca_rotation_resumes_to_the_end(store):
