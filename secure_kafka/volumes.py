@@ -264,7 +264,7 @@ class VolumeBackend(Protocol):
 
 
 _PACKAGE_OF = {"mkfs.ext4": "e2fsprogs", "losetup": "mount", "mount": "mount", "umount": "mount",
-               "gocryptfs": "gocryptfs", "fusermount3": "fuse3"}
+               "gocryptfs": "gocryptfs", "fusermount3": "fuse3", "setpriv": "util-linux"}
 
 
 def _missing(command: str) -> SecureKafkaError:
@@ -446,15 +446,20 @@ def _gocryptfs(key: bytes, storage: Path, *options: str, mountpoint: Path | None
     open until the volume is unmounted.
     """
     _require_unprivileged_fuse()
+    if shutil.which("gocryptfs") is None:
+        raise _missing("gocryptfs")
     directory = os.open(storage, os.O_RDONLY | os.O_DIRECTORY)
-    argv = ["gocryptfs", *options, f"/proc/self/fd/{directory}", *([str(mountpoint)] if mountpoint else [])]
+    # setpriv switches the user, not subprocess's user=/group=: those make Python fork() instead of
+    # vfork(), and a forked child of a gRPC process (Pulumi's dynamic provider, where the
+    # program unlocks volumes) can crash before it execs (seen: SIGSEGV).
+    argv = ["setpriv", f"--reuid={CONTAINER_UID}", f"--regid={CONTAINER_UID}", "--clear-groups",
+            "gocryptfs", *options, f"/proc/self/fd/{directory}", *([str(mountpoint)] if mountpoint else [])]
     try:
         with tempfile.TemporaryFile() as log:
             try:
-                done = subprocess.run(argv, input=gocryptfs_password(key), stdout=log, stderr=log, pass_fds=(directory,),
-                                      user=CONTAINER_UID, group=CONTAINER_UID, extra_groups=[])
+                done = subprocess.run(argv, input=gocryptfs_password(key), stdout=log, stderr=log, pass_fds=(directory,))
             except FileNotFoundError:
-                raise _missing("gocryptfs") from None
+                raise _missing("setpriv") from None
             log.seek(0)
             return done.returncode, log.read().decode(errors="replace").strip().replace("\n", " | ")
     finally:
@@ -536,8 +541,12 @@ class GocryptfsBackend:
                 _run("fusermount3", "-u", "-z", str(volume.mountpoint))
             _own_tree(volume.storage)
             _make_mountpoint(volume.mountpoint, owner=CONTAINER_UID)
-            code, detail = _gocryptfs(key, volume.storage, "-q", "-allow_other", "-nosuid", "-nodev", "-noexec",
-                                      mountpoint=volume.mountpoint)
+            # -nosyslog: else the daemon pipes its stderr into a `logger` child left in *our*
+            # process group; whatever kills that group (Pulumi ending its provider plugin, a
+            # Ctrl-C) kills the logger, and the daemon's next warning dies of SIGPIPE: a dead
+            # volume under a running broker. With it, the daemon keeps writing to our log file.
+            code, detail = _gocryptfs(key, volume.storage, "-q", "-nosyslog", "-allow_other", "-nosuid", "-nodev",
+                                      "-noexec", mountpoint=volume.mountpoint)
             if code != 0:
                 _remove_mountpoint(volume)
                 if code == GOCRYPTFS_EXIT_PASSWORD_INCORRECT:

@@ -9,7 +9,9 @@ volume of an environment with ``encryptedVolumes: false``).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -200,11 +202,16 @@ print(len(errors), errors[:3])
 """
 
 
+def gocryptfs_volume(tmp_path: Path, env: str | None = None) -> volumes.Volume:
+    """A gocryptfs volume of a throwaway environment, its storage under ``tmp_path``."""
+    env = env or f"t{uuid.uuid4().hex[:6]}"
+    return volumes.Volume(env, "kafka-0", tmp_path / "kafka-0.gocryptfs", Path(volumes.mountpoint(env, "kafka-0")),
+                          Path(volumes.plaintext_dir(env, "kafka-0")), 0)
+
+
 def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_path):
     backend = volumes.GocryptfsBackend()
-    env = f"t{uuid.uuid4().hex[:6]}"
-    volume = volumes.Volume(env, "kafka-0", tmp_path / "kafka-0.gocryptfs", Path(volumes.mountpoint(env, "kafka-0")),
-                            Path(volumes.plaintext_dir(env, "kafka-0")), 0)
+    volume = gocryptfs_volume(tmp_path)
     key = os.urandom(volumes.MASTER_KEY_BYTES)
     backend.create(volume, key)
     try:
@@ -220,4 +227,47 @@ def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_p
         assert daemons and {Path(f"/proc/{pid}").stat().st_uid for pid in daemons} == {volumes.CONTAINER_UID}
     finally:
         backend.destroy(volume)
-    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, env).exists()
+    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, volume.env).exists()
+
+
+# Unlocks a volume (key in hex on stdin), says so, and waits to be killed.
+UNLOCK_AND_WAIT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_encryption_at_rest import gocryptfs_volume
+from secure_kafka import volumes
+volume = gocryptfs_volume(Path(sys.argv[1]), sys.argv[2])
+volumes.GocryptfsBackend().unlock(volume, bytes.fromhex(sys.stdin.readline()))
+print("unlocked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_gocryptfs_volume_outlives_the_process_group_that_unlocked_it(tmp_path):
+    """Pulumi ends its provider plugins by killing their process group (the volumes are unlocked
+    in one), and a Ctrl-C kills a CLI's. The daemon must need nothing of that group: once it is
+    killed, a request the daemon logs about (FUSE_STATX, which it does not implement, from
+    `stat %W`) must find it still serving. Seen failing before `-nosyslog`: its `logger` child
+    died with the group and the daemon with SIGPIPE at its next log line."""
+    backend = volumes.GocryptfsBackend()
+    volume = gocryptfs_volume(tmp_path)
+    key = os.urandom(volumes.MASTER_KEY_BYTES)
+    backend.create(volume, key)
+    try:
+        unlocker = subprocess.Popen(
+            [sys.executable, "-c", UNLOCK_AND_WAIT, str(tmp_path), volume.env, str(Path(__file__).parent)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        unlocker.stdin.write(key.hex() + "\n")
+        unlocker.stdin.flush()
+        assert unlocker.stdout.readline().strip() == "unlocked"
+        os.killpg(unlocker.pid, signal.SIGKILL)
+        unlocker.wait()
+        (volume.plaintext / "record").write_text("acknowledged")
+        subprocess.run(["stat", "--format=%W", str(volume.plaintext / "record")], check=True, capture_output=True)
+        time.sleep(1)  # the daemon's log line, and its death if it had no one to write to
+        assert backend.state(volume) == volumes.UNLOCKED
+        assert (volume.plaintext / "record").read_text() == "acknowledged"
+    finally:
+        backend.destroy(volume)
+    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, volume.env).exists()

@@ -304,9 +304,12 @@ def test_gocryptfs_gets_its_password_on_stdin_only(tmp_path, monkeypatch):
     assert seen["input"] == password
     assert not any(password.decode() in arg or KEY.hex() in arg for arg in seen["argv"])
     assert "env" not in seen  # the daemon inherits our environment: nothing is added to it
-    assert seen["argv"][:2] == ["gocryptfs", "-init"] and volume.storage.is_dir() and not volume.partial.exists()
-    # Unprivileged, and handed the ciphertext directory as a descriptor (its ancestors may be 0700).
-    assert (seen["user"], seen["group"], seen["extra_groups"]) == (volumes.CONTAINER_UID, volumes.CONTAINER_UID, [])
+    # Unprivileged (setpriv, so that Python may vfork), and handed the ciphertext directory as a
+    # descriptor (its ancestors may be 0700).
+    uid = volumes.CONTAINER_UID
+    assert seen["argv"][:6] == ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "gocryptfs", "-init"]
+    assert volume.storage.is_dir() and not volume.partial.exists()
+    assert not {"user", "group", "extra_groups", "preexec_fn"} & set(seen)
     assert seen["argv"][-1] == f"/proc/self/fd/{seen['pass_fds'][0]}"
 
 
