@@ -32,11 +32,13 @@ from secure_kafka.testing import free_port_base
 TARGETS = {"dev": 30.0, "prod": 90.0}
 
 
-def timed(label: str, target: float, action) -> float:
+def timed(label: str, action, target: float | None = None) -> float:
+    """Runs ``action``, prints its seconds (and their ratio to ``target``), returns them."""
     started = time.monotonic()
     action()
     seconds = time.monotonic() - started
-    print(f"  {label:<6} {seconds:6.1f} s   ratio to target {seconds / target:.2f}", flush=True)
+    ratio = f"   ratio to target {seconds / target:.2f}" if target else ""
+    print(f"  {label:<13} {seconds:7.1f} s{ratio}", flush=True)
     return seconds
 
 
@@ -51,10 +53,10 @@ def bench_shape(shape: str) -> None:
         target = TARGETS[shape]
         print(f"{shape} ({env.settings.zookeeper_nodes} ZooKeeper + {env.settings.brokers} brokers), target {target:.0f} s")
         try:
-            cold = timed("cold", target, env.up)
-            noop = timed("noop", target, env.up)
+            cold = timed("cold", env.up, target)
+            noop = timed("noop", env.up, target)
             env.down()
-            warm = timed("warm", target, env.up)
+            warm = timed("warm", env.up, target)
             print(f"  warm/cold {warm / cold:.2f}, noop/cold {noop / cold:.2f}", flush=True)
         finally:
             env.down(purge=True)

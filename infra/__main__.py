@@ -8,7 +8,7 @@ client files are; its passwords only as secrets. See README "Pulumi".
 from __future__ import annotations
 
 import pulumi
-from component import SecureKafkaCluster, SecureKafkaClusterArgs, load_settings, stack_env
+from component import SecureKafkaCluster, SecureKafkaClusterArgs, stack_env
 
 from secure_kafka import acladmin, image, policy
 from secure_kafka.dockerclient import connect
@@ -17,9 +17,11 @@ from secure_kafka.secretstore import scram_password_name
 from secure_kafka.settings import Project
 
 env = stack_env()
-settings = load_settings(env)  # fails on a bad key before any resource is declared
-policy.enforce(settings)  # a profile violation: nothing is declared, as with `secure-kafka up`
 project = Project.find()
+# The CLI's own reader of Pulumi.<env>.yaml, where `pulumi config set` writes too: a bad key
+# fails before any resource is declared.
+settings = project.load(env)
+policy.enforce(settings)  # a profile violation: nothing is declared, as with `secure-kafka up`
 environment = Environment(project, env, progress=pulumi.log.info, settings=settings)
 acladmin.load_desired(environment)  # a bad ACL file fails before anything is applied
 # A preview only needs the tag (a content hash of docker/); an update builds the image if missing.

@@ -23,64 +23,40 @@ same containers (``tests/integration/test_engine_parity.py`` proves it). Decisio
   (``engines.pulumi_bootstrap``) that runs ``Environment.bootstrap`` — the Docker engine
   path's code — so a bare ``pulumi up`` ends with a verified cluster like ``secure-kafka
   up``. Its inputs hold no secret: it reads them from ``certs/<env>/`` when it runs.
-* **Data volumes** are retained on delete: ``pulumi destroy`` (``secure-kafka down``) keeps
-  data like the Docker engine's ``down``; ``down --purge`` removes them.
-* **PIDs limit**: pulumi-docker's ``Container`` has no pids-limit input, so the plan's
-  ``pids_limit`` is not applied by this engine (the one difference the parity test allows).
+* **Encrypted volumes** (``engines.pulumi_volumes``): a dynamic resource every container
+  depends on unlocks them (creates them on first use) before any container is created, so a
+  bare ``pulumi up`` works, and locks them on ``pulumi destroy`` after the containers are
+  gone. Docker volumes (``encryptedVolumes: false``) are retained on delete: ``pulumi
+  destroy`` keeps data like the Docker engine's ``down``; ``down --purge`` removes them.
+* **PIDs limit** (``engines.pulumi_pids``): the docker provider's ``Container`` has no
+  pids-limit input, so a dynamic resource per container sets the plan's ``pids_limit``
+  through Docker's update endpoint once the container is up.
+* **No perpetual diff**: inputs are spelled as the provider reads them back (``cpus``
+  "1.0", not "1"; ``memorySwap`` set, as the plan's no-swap limit), so a second
+  ``pulumi up`` changes nothing.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
-from pulumi.runtime import config as runtime_config
 
 from secure_kafka import settings as settings_mod
 from secure_kafka.engines.pulumi_bootstrap import ClusterBootstrap
-from secure_kafka.engines.shared import TMPFS_OPTIONS, container_labels, write_rendered_files
+from secure_kafka.engines.pulumi_pids import PidsLimit
+from secure_kafka.engines.pulumi_volumes import UnlockedVolumes
+from secure_kafka.engines.shared import STOP_TIMEOUT_S, TMPFS_OPTIONS, container_labels, write_rendered_files
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.plan import ClusterPlan, ContainerSpec, Mount
-from secure_kafka.settings import NAMESPACE, Settings
+from secure_kafka.settings import Settings
 
 TYPE_TOKEN = "secure-kafka:index:SecureKafkaCluster"
 # How long `pulumi up` waits for one container to become healthy (the Docker engine: 180 s).
 HEALTH_TIMEOUT_S = 180
 NANOS = 1_000_000_000
-
-
-def load_settings(env: str) -> Settings:
-    """The stack's ``secure-kafka:*`` config, read through ``pulumi.Config``, as ``Settings``.
-
-    Validated by ``settings.from_config`` (the CLI's own reader), before any resource is
-    declared: an unknown key or a wrong type fails the run with the key's name.
-    """
-    config = pulumi.Config(NAMESPACE)
-    present = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    values: dict[str, object] = {}
-    for full_key in sorted(present):
-        namespace, _, key = full_key.partition(":")
-        if namespace != NAMESPACE:
-            continue
-        if key not in settings_mod.KEYS:
-            values[key] = None  # from_config names it as unknown
-            continue
-        values[key] = _typed(key, config.require(key))
-    return settings_mod.from_config(env, values, f"Pulumi.{env}.yaml")
-
-
-def _typed(key: str, raw: str) -> object:
-    """Pulumi hands every config value over as a string; numbers, booleans and lists as JSON."""
-    _, expected = settings_mod.KEYS[key]
-    if expected is str:
-        return raw
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw  # not JSON: from_config reports the wrong type with the key's name
 
 
 @dataclass(frozen=True)
@@ -104,6 +80,7 @@ class SecureKafkaCluster(pulumi.ComponentResource):
     network: docker.Network
     image: docker.RemoteImage
     volumes: dict[str, docker.Volume]
+    unlocked_volumes: UnlockedVolumes | None
     containers: dict[str, docker.Container]  # node -> container, in start order
     bootstrap: ClusterBootstrap | None
 
@@ -130,6 +107,11 @@ class SecureKafkaCluster(pulumi.ComponentResource):
             )
             for volume in plan.volumes
         }
+        # Encrypted data is a bind mount of each node's unlocked volume: unlocked before any
+        # container is created, locked again by `pulumi destroy` after the containers are gone.
+        self.unlocked_volumes = UnlockedVolumes(
+            f"{name}-encrypted-volumes", args.project_root, args.settings, opts=child,
+        ) if args.settings.encrypted_volumes else None
         images = {spec.image for spec in plan.containers}
         if len(images) != 1:
             raise SecureKafkaError(f"plan of {plan.env} names {len(images)} images: expected the one runtime image")
@@ -168,12 +150,19 @@ class SecureKafkaCluster(pulumi.ComponentResource):
         })
 
     def _container(self, name: str, plan: ClusterPlan, spec: ContainerSpec, after: list[pulumi.Resource]) -> docker.Container:
-        volume_deps = [self.volumes[m.source] for m in spec.mounts if m.kind == "volume" and m.source in self.volumes]
-        return docker.Container(
+        volume_deps: list[pulumi.Resource] = [
+            self.volumes[m.source] for m in spec.mounts if m.kind == "volume" and m.source in self.volumes]
+        if self.unlocked_volumes is not None:
+            volume_deps.append(self.unlocked_volumes)
+        container = docker.Container(
             f"{name}-{spec.node}",
             docker.ContainerArgs(**container_args(plan, spec), image=self.image.name),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.network, *volume_deps, *after]),
         )
+        if spec.pids_limit:
+            PidsLimit(f"{name}-{spec.node}-pids-limit", container.id, spec.pids_limit,
+                      opts=pulumi.ResourceOptions(parent=self, depends_on=[container]))
+        return container
 
 
 def container_args(plan: ClusterPlan, spec: ContainerSpec) -> dict[str, object]:
@@ -204,8 +193,11 @@ def container_args(plan: ClusterPlan, spec: ContainerSpec) -> dict[str, object]:
         capabilities=docker.ContainerCapabilitiesArgs(drops=list(spec.cap_drop)),
         security_opts=list(spec.security_opt),
         memory=spec.mem_limit_mb,
-        cpus=f"{spec.nano_cpus / NANOS:g}" if spec.nano_cpus else None,
+        memory_swap=spec.memswap_limit_mb,
+        cpus=cpus_input(spec.nano_cpus) if spec.nano_cpus else None,
         restart=spec.restart_policy,
+        # Stopped, not killed, before it is removed (a replacement too), as the Docker engine does.
+        destroy_grace_seconds=STOP_TIMEOUT_S,
         network_mode=plan.network,
         networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=plan.network, aliases=[spec.node])],
         # `up` returns only once every container is healthy, as with the Docker engine.
@@ -213,6 +205,22 @@ def container_args(plan: ClusterPlan, spec: ContainerSpec) -> dict[str, object]:
         wait_timeout=HEALTH_TIMEOUT_S,
         must_run=True,
     )
+
+
+def cpus_input(nano_cpus: int) -> str:
+    """``cpus`` spelled as the docker provider reads it back from ``NanoCpus``.
+
+    Any other spelling of the same number ("1" for "1.0") is a change on every ``pulumi up``,
+    and ``cpus`` forces a replacement. The provider's rule (``nanoInt64ToDecimalString``):
+    nine decimals, then one decimal, rounded, when the text holds exactly nine zeros, else
+    the trailing zeros trimmed.
+    """
+    whole, fraction = divmod(nano_cpus, NANOS)
+    text = f"{whole}.{fraction:09d}"
+    if text.count("0") == 9:
+        tenths = (nano_cpus * 10 + NANOS // 2) // NANOS  # halves away from zero, like big.Rat
+        return f"{tenths // 10}.{tenths % 10}"
+    return text.rstrip("0")
 
 
 def _mount(mount: Mount) -> docker.ContainerMountArgs:

@@ -94,10 +94,9 @@ class Environment:
         tag = image.ensure_image(client, self.progress)
         acladmin.load_desired(self)  # a bad ACL file fails `up` before anything is applied
         if engine == "pulumi":
-            # The Pulumi program builds the same plan and runs `bootstrap` itself (infra/).
+            # The Pulumi program builds the same plan, unlocks the volumes and runs `bootstrap` itself (infra/).
             self.ensure_pki()
-            self.open_volumes()
-            outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase())
+            outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase()).outputs
             verified = outputs["verification"]
             nodes = {node.name: "applied" for node in self.settings.topology.nodes}
             verification = self.verify_after_up()
@@ -155,7 +154,7 @@ class Environment:
     def preview(self) -> str:
         """What `pulumi preview` would change (the Pulumi engine only: the Docker engine has no preview)."""
         self.ensure_pki()
-        return PulumiEngine(self.project.root, self.env, self.progress).preview(self.pulumi_passphrase())
+        return PulumiEngine(self.project.root, self.env, self.progress).preview(self.pulumi_passphrase()).summary
 
     def down(self, purge: bool = False, engine: str = "docker") -> None:
         if engine == "pulumi":

@@ -71,6 +71,8 @@ class ContainerSpec:
     cap_drop: tuple[str, ...] = ("ALL",)
     security_opt: tuple[str, ...] = ("no-new-privileges:true",)
     mem_limit_mb: int | None = None
+    # Memory plus swap; equal to mem_limit_mb means no swap (Docker's default would allow as much again).
+    memswap_limit_mb: int | None = None
     nano_cpus: int | None = None
     pids_limit: int | None = None
     restart_policy: str = "unless-stopped"

@@ -116,6 +116,8 @@ def _container(
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),
         mem_limit_mb=heap_mb + JVM_OVERHEAD_MB,
+        # No swap: a JVM paged out stalls past its ZooKeeper session and its peers' timeouts.
+        memswap_limit_mb=heap_mb + JVM_OVERHEAD_MB,
         nano_cpus=int(cpus * 1_000_000_000),
         pids_limit=settings.profile.pids_limit,
     )

@@ -8,6 +8,7 @@ a value of the wrong type is an error that names the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -142,12 +143,7 @@ def from_config(env: str, config: dict[str, object], source: str) -> Settings:
     values: dict[str, object] = {}
     for key, value in config.items():
         field, expected = KEYS[key]
-        # bool is an int in Python; a stack file saying `brokers: true` is still wrong.
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise SecureKafkaError(
-                f"{source}: {NAMESPACE}:{key} must be {expected.__name__}, got {type(value).__name__} {value!r}"
-            )
-        values[field] = value
+        values[field] = _typed(key, value, expected, source)
     if values.get("volume_backend", DEFAULT_BACKEND) not in BACKENDS:
         raise SecureKafkaError(
             f"{source}: {NAMESPACE}:volumeBackend must be {' or '.join(BACKENDS)}, got {values['volume_backend']!r}"
@@ -158,8 +154,36 @@ def from_config(env: str, config: dict[str, object], source: str) -> Settings:
     return dataclasses.replace(defaults(env, profile), **values)
 
 
-def to_config(settings: Settings) -> dict[str, object]:
-    """The stack-file form of settings, namespaced, for ``init``."""
+def _typed(key: str, value: object, expected: type, source: str) -> object:
+    """``value`` as ``expected``, from any form a stack file or Pulumi hands over, else an error.
+
+    Accepted besides the native YAML type: the strings ``pulumi stack init`` and ``pulumi
+    config set`` write (``"3"``, ``"true"``, a JSON list) and the integral floats a dynamic
+    resource's inputs become (a protobuf Struct has only doubles). Nothing else is guessed:
+    ``"1"`` is no bool and ``"three"`` no int.
+    """
+    if isinstance(value, str) and expected is not str:
+        if expected is int and re.fullmatch(r"-?[0-9]+", value):
+            return int(value)
+        if expected is bool and value in ("true", "false"):
+            return value == "true"
+        if expected is list and value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+    if expected is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    # bool is an int in Python; a stack file saying `brokers: true` is still wrong.
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise SecureKafkaError(
+            f"{source}: {NAMESPACE}:{key} must be {expected.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def to_values(settings: Settings) -> dict[str, object]:
+    """Settings as ``{key: value}`` without namespace: what ``from_config`` reads back."""
     out: dict[str, object] = {}
     for key, (field, _) in KEYS.items():
         value = getattr(settings, field)
@@ -167,8 +191,13 @@ def to_config(settings: Settings) -> dict[str, object]:
             value = value.name
         elif field == "tls_versions":
             value = list(value)
-        out[f"{NAMESPACE}:{key}"] = value
+        out[key] = value
     return out
+
+
+def to_config(settings: Settings) -> dict[str, object]:
+    """The stack-file form of settings, namespaced, for ``init``."""
+    return {f"{NAMESPACE}:{key}": value for key, value in to_values(settings).items()}
 
 
 class Project:

@@ -27,10 +27,9 @@ from ..plan import (
     spec_hash,
 )
 from ..proc import Progress, quiet
-from .shared import TMPFS_OPTIONS, container_labels, write_rendered_files
+from .shared import STOP_TIMEOUT_S, TMPFS_OPTIONS, container_labels, write_rendered_files
 
 NANOS = 1_000_000_000
-STOP_TIMEOUT_S = 60  # controlled shutdown of a broker; then SIGKILL
 # Kafka's zookeeper.session.timeout.ms (18 s, not overridden), plus a margin: how long the
 # registration of a broker that was killed, not stopped, outlives it in ZooKeeper.
 ZOOKEEPER_SESSION_EXPIRY_S = 18 + 4
@@ -124,6 +123,7 @@ class DockerEngine:
             cap_drop=list(spec.cap_drop),
             security_opt=list(spec.security_opt),
             mem_limit=f"{spec.mem_limit_mb}m" if spec.mem_limit_mb else None,
+            memswap_limit=f"{spec.memswap_limit_mb}m" if spec.memswap_limit_mb else None,
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
             restart_policy={"Name": spec.restart_policy},

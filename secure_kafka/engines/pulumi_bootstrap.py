@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-from ..settings import NAMESPACE, Settings, to_config
+from ..settings import Settings, to_values
 
 INPUTS = ("project_root", "env", "settings", "containers")
 
@@ -69,11 +69,10 @@ class ClusterBootstrap(Resource):
         containers: pulumi.Input[list],
         opts: pulumi.ResourceOptions | None = None,
     ):
-        plain_settings = {k.removeprefix(f"{NAMESPACE}:"): v for k, v in to_config(settings).items()}
         props = {
             "project_root": str(project_root.absolute()),
             "env": settings.env,
-            "settings": plain_settings,
+            "settings": to_values(settings),
             "containers": containers,
             "scram_users_created": None,
             "round_trip_s": None,

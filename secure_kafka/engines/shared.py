@@ -1,7 +1,8 @@
 """What both engines do the same way with a ``ClusterPlan``: one copy, so they cannot drift.
 
 The direct Docker engine and the Pulumi program (``infra/``) both write a container's
-rendered files before it starts, label it with its spec hash and give it the same tmpfs.
+rendered files before it starts, label it with its spec hash, give it the same tmpfs and
+give it the same time to stop.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from pathlib import Path
 
 from ..fsutil import write_atomic
 from ..plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
+
+# How long a container gets to stop before SIGKILL: a broker's controlled shutdown (leadership
+# handed over, ZooKeeper session closed). A killed broker's registration lingers in ZooKeeper
+# and its replacement exits with NodeExists until the session expires.
+STOP_TIMEOUT_S = 60
 
 # /tmp of every container (the root filesystem may be read-only).
 TMPFS_OPTIONS = "rw,nosuid,nodev,size=256m,mode=1777"

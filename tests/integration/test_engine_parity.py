@@ -3,23 +3,19 @@
 The shared dev environment was stood up by the Docker engine; ``docker inspect`` of its
 containers is compared with the inputs the Pulumi component declares (under Pulumi's
 mocks) for the same plan: command, env, mounts, tmpfs, ports, labels (spec hash included),
-user, healthcheck, hardening, limits, network and aliases. The one documented difference:
-pulumi-docker has no pids-limit input.
+user, healthcheck, hardening, limits, network and aliases. The PIDs limit is no container
+input on the Pulumi side (``engines.pulumi_pids`` sets it). ``test_pulumi_up.py`` compares
+the containers the real Pulumi engine made with the Docker engine's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
-INFRA = Path(__file__).resolve().parents[2] / "infra"
-sys.path.insert(0, str(INFRA))
+import mocks  # infra/mocks.py: conftest.py puts infra/ on the path
+from component import SecureKafkaCluster, SecureKafkaClusterArgs
 
-import mocks  # noqa: E402  (infra/mocks.py)
-from component import SecureKafkaCluster, SecureKafkaClusterArgs  # noqa: E402
-
-from secure_kafka.planner import build_plan  # noqa: E402
+from secure_kafka.planner import build_plan
 
 CONTAINER = "docker:index/container:Container"
 
@@ -47,7 +43,7 @@ def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, runt
     assert sorted(declared) == sorted(running) == sorted(s.name for s in plan.containers)
     for name in running:
         assert declared[name] == running[name], name
-    # The documented gap: the Docker engine limits PIDs, pulumi-docker cannot.
+    # Not a container input (Pulumi sets it with a resource of its own, engines.pulumi_pids): checked here.
     for spec in plan.containers:
         assert docker_client.api.inspect_container(spec.name)["HostConfig"]["PidsLimit"] == spec.pids_limit
 

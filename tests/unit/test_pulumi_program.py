@@ -7,14 +7,18 @@ are the shipped ``Pulumi.dev.yaml`` and ``Pulumi.prod.yaml``, in a temporary pro
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import sys
 import shutil
 import stat
 from pathlib import Path
 
 import mocks
 import pytest
-from component import SecureKafkaCluster, SecureKafkaClusterArgs
+import yaml
+from environment_secrets import secret_values
+from component import SecureKafkaCluster, SecureKafkaClusterArgs, cpus_input
 
 from secure_kafka import image, plan as plan_mod
 from secure_kafka.errors import SecureKafkaError
@@ -42,9 +46,12 @@ def project(tmp_path, monkeypatch) -> Project:
     return Project(tmp_path)
 
 
-def run_program(project: Project, env: str, preview: bool = False, config: dict[str, str] | None = None):
-    """Runs infra/__main__.py as `pulumi up` (or preview) of stack ``env`` would; returns (monitor, outputs)."""
-    config = config if config is not None else mocks.stack_file_config(project.stack_file(env))
+def run_program(project: Project, env: str, preview: bool = False):
+    """Runs infra/__main__.py as `pulumi up` (or preview) of stack ``env`` would; returns (monitor, outputs).
+
+    Pulumi hands the program the stack file's config too; the program reads the file itself.
+    """
+    config = mocks.stack_file_config(project.stack_file(env))
 
     async def program():
         runpy.run_path(str(INFRA), run_name="__main__")
@@ -109,6 +116,8 @@ def test_children_map_the_plan(tmp_path, env):
         assert got["capabilities"] == {"drops": ["ALL"]}
         assert got["securityOpts"] == ["no-new-privileges:true"]
         assert got["memory"] == spec.mem_limit_mb
+        assert got["memorySwap"] == spec.memswap_limit_mb == spec.mem_limit_mb, "no swap, and no diff on read-back"
+        assert got["cpus"] == cpus_input(spec.nano_cpus)
         assert got["restart"] == spec.restart_policy
         assert got["networkMode"] == plan.network
         assert got["networksAdvanced"] == [{"name": plan.network, "aliases": [spec.node]}]
@@ -131,8 +140,15 @@ def test_depends_on_zookeeper_then_brokers_then_bootstrap(tmp_path, env):
             assert not deps[spec.name] & set(zookeepers + brokers)
         else:
             assert set(zookeepers) <= deps[spec.name] and not deps[spec.name] & set(brokers)
-    (bootstrap,) = monitor.of_type(mocks.DYNAMIC_TYPE)
+    bootstrap = monitor.named(f"sk-{env}-bootstrap")
     assert set(brokers) <= set(bootstrap.dependencies)
+    # Encrypted volumes are unlocked before any container is created (and locked after all are deleted).
+    volumes = monitor.named(f"sk-{env}-encrypted-volumes")
+    assert all(volumes.urn in deps[spec.name] for spec in plan.containers)
+    # Each container gets the plan's PIDs limit once it exists.
+    for spec in plan.containers:
+        pids = monitor.named(f"sk-{env}-{spec.node}-pids-limit")
+        assert urn[spec.name] in pids.dependencies and pids.inputs["limit"] == spec.pids_limit
     # The registration order is the start order too.
     order = [r.urn for r in monitor.registrations]
     assert max(order.index(z) for z in zookeepers) < min(order.index(b) for b in brokers) < order.index(bootstrap.urn)
@@ -140,20 +156,10 @@ def test_depends_on_zookeeper_then_brokers_then_bootstrap(tmp_path, env):
 
 def test_bootstrap_inputs_hold_no_secret(tmp_path):
     _, monitor = component_only(tmp_path, "dev")
-    (bootstrap,) = monitor.of_type(mocks.DYNAMIC_TYPE)
-    assert not bootstrap.has_secret
+    bootstrap = monitor.named("sk-dev-bootstrap")
+    assert not any(r.has_secret for r in monitor.of_type(mocks.DYNAMIC_TYPE))
     assert set(bootstrap.inputs) >= {"project_root", "env", "settings", "containers", "__provider"}
     assert bootstrap.inputs["env"] == "dev"
-
-
-def secret_values(project: Project, env: str) -> list[str]:
-    """Every secret of the environment: generated passwords and the private keys' PEM."""
-    certs = project.certs_dir(env)
-    values = list(json.loads((certs / "secrets.json").read_text()).values())
-    values += [p.read_text() for p in certs.rglob("*.key")]
-    values.append((certs / "passphrase").read_text().strip()) if (certs / "passphrase").exists() else None
-    assert len(values) > 5
-    return values
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -214,6 +220,14 @@ def test_second_run_declares_identical_inputs(project):
     assert declared(first) == declared(second)
 
 
+def set_in_stack_file(project: Project, env: str, key: str, value: object) -> None:
+    """Sets one config value in the stack file, as `pulumi config set` does (the program reads the file)."""
+    path = project.stack_file(env)
+    document = yaml.safe_load(path.read_text())
+    document["config"][key] = value
+    path.write_text(yaml.safe_dump(document))
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
@@ -224,16 +238,35 @@ def test_second_run_declares_identical_inputs(project):
     ],
 )
 def test_bad_stack_config_fails_before_any_resource(project, key, value, message):
-    config = {**mocks.stack_file_config(project.stack_file("dev")), key: value}
+    set_in_stack_file(project, "dev", key, value)
     with pytest.raises(SecureKafkaError, match=message):
-        run_program(project, "dev", config=config)
+        run_program(project, "dev")
     assert not project.certs_dir("dev").exists(), "nothing prepared for a bad config"
 
 
+def test_the_stack_file_as_pulumi_rewrites_it_is_read_alike(project):
+    """`pulumi stack init` and `pulumi config set` write every value as a string: same settings."""
+    before = project.load("dev")
+    for key, value in mocks.stack_file_config(project.stack_file("dev")).items():
+        set_in_stack_file(project, "dev", key, value)
+    assert "'1'" in project.stack_file("dev").read_text()
+    assert project.load("dev") == before
+    assert run_program(project, "dev", preview=True)[0].of_type(CONTAINER)
+
+
 def test_other_namespaces_are_not_ours(project):
-    config = {**mocks.stack_file_config(project.stack_file("dev")), "docker:host": "unix:///var/run/docker.sock"}
-    monitor, _ = run_program(project, "dev", preview=True, config=config)
+    set_in_stack_file(project, "dev", "docker:host", "unix:///var/run/docker.sock")
+    monitor, _ = run_program(project, "dev", preview=True)
     assert monitor.of_type(CONTAINER)
+
+
+@pytest.mark.parametrize("nano_cpus, text", [
+    (1_000_000_000, "1.0"), (2_000_000_000, "2.0"), (500_000_000, "0.5"), (1_500_000_000, "1.5"),
+    (1_250_000_000, "1.25"), (100_000_000, "0.1"), (10_000_000_000, "10."), (50_000_000, "0.1"),
+])
+def test_cpus_are_spelled_as_the_provider_reads_them_back(nano_cpus, text):
+    """The docker provider's nanoInt64ToDecimalString, quirks included ("10.", and 0.05 read as "0.1")."""
+    assert cpus_input(nano_cpus) == text
 
 
 def test_parity_view_sees_a_deliberate_change(tmp_path):
@@ -243,7 +276,7 @@ def test_parity_view_sees_a_deliberate_change(tmp_path):
     baseline = mocks.docker_view_of_inputs(recorded)
     changes = {
         "envs": ["JVM_OPTS=-Xmx1m"], "command": ["sh"], "readOnly": False, "user": "0:0",
-        "mounts": recorded["mounts"][:-1], "securityOpts": [], "capabilities": {}, "memory": 1,
+        "mounts": recorded["mounts"][:-1], "securityOpts": [], "capabilities": {}, "memory": 1, "memorySwap": 1,
         "ports": [], "labels": recorded["labels"][:-1], "tmpfs": {},
     }
     for key, value in changes.items():
@@ -253,13 +286,47 @@ def test_parity_view_sees_a_deliberate_change(tmp_path):
 def test_engine_choice(monkeypatch, tmp_path):
     from secure_kafka.engines import pulumi_engine
 
+    monkeypatch.setattr(pulumi_engine, "CHECKOUT_TOOLS", tmp_path / "no-checkout-build")
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path))
     monkeypatch.setattr(pulumi_engine.shutil, "which", lambda name: None)
     assert pulumi_engine.choose("auto") == ("docker", "engine: docker (the Pulumi CLI is not installed; the Docker SDK applies the same plan)")
-    with pytest.raises(SecureKafkaError, match=r"Pulumi CLI is not installed: .*pulumi plugin install resource docker"):
+    with pytest.raises(SecureKafkaError, match=r"Pulumi CLI is not installed: run `./run setup`.*pulumi plugin install resource docker"):
         pulumi_engine.choose("pulumi")
     monkeypatch.setattr(pulumi_engine.shutil, "which", lambda name: "/usr/bin/pulumi" if name == "pulumi" else None)
     assert pulumi_engine.choose("auto")[0] == "docker"  # CLI without the docker plugin
     (tmp_path / "plugins" / "resource-docker-v4.6.0").mkdir(parents=True)
     assert pulumi_engine.choose("auto") == ("pulumi", "engine: pulumi (Pulumi CLI and docker plugin found)")
     assert pulumi_engine.choose("docker") == ("docker", "engine: docker")
+    assert pulumi_engine.tools() == pulumi_engine.PulumiTools(Path("/usr/bin/pulumi"), tmp_path)
+
+
+def test_the_checkout_build_comes_first_and_downloads_nothing(monkeypatch, tmp_path):
+    from secure_kafka.engines import pulumi_engine
+
+    checkout = tmp_path / "tools"
+    (checkout / "bin").mkdir(parents=True)
+    (checkout / "bin" / "pulumi").write_text("")
+    monkeypatch.setattr(pulumi_engine, "CHECKOUT_TOOLS", checkout)
+    monkeypatch.setattr(pulumi_engine.shutil, "which", lambda name: "/usr/bin/pulumi" if name == "pulumi" else None)
+    found = pulumi_engine.tools()
+    assert found == pulumi_engine.PulumiTools(checkout / "bin" / "pulumi", checkout / "home")
+    env = found.env_vars()
+    assert env["PULUMI_HOME"] == str(checkout / "home")
+    assert env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] == "true"
+    # Dynamic providers run `python3 -m pulumi.dynamic`: this interpreter's directory comes first.
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_step_ops_count_a_replacement_once():
+    from secure_kafka.engines.pulumi_engine import StackUpdate, _Steps
+
+    steps = _Steps()
+    for urn, op in [("urn:pulumi:ci::secure-kafka::docker:index/container:Container::sk-ci-kafka-0", "delete-replaced"),
+                    ("urn:pulumi:ci::secure-kafka::docker:index/container:Container::sk-ci-kafka-0", "replace"),
+                    ("urn:pulumi:ci::secure-kafka::docker:index/container:Container::sk-ci-kafka-0", "create-replacement"),
+                    ("urn:pulumi:ci::secure-kafka::docker:index/container:Container::sk-ci-zk-0", "same")]:
+        metadata = type("Metadata", (), {"urn": urn, "op": op})
+        steps(type("Event", (), {"resource_pre_event": type("Pre", (), {"metadata": metadata})})())
+    update = StackUpdate({}, steps.ops)
+    assert update.ops == {"sk-ci-kafka-0": "replace", "sk-ci-zk-0": "same"}
+    assert update.changed() == {"sk-ci-kafka-0": "replace"} and update.summary == "replace 1, same 1"

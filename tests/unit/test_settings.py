@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from secure_kafka import settings
@@ -31,3 +33,32 @@ def test_init_refuses_to_overwrite(tmp_path):
     with pytest.raises(SecureKafkaError, match="exists already"):
         project.write(settings.defaults("staging", PROFILES["prod"]))
     assert project.stack_file("staging").read_text() == before
+
+
+def test_every_form_pulumi_hands_over_reads_as_the_stack_file():
+    """`pulumi stack init`/`config set` write strings; a dynamic resource's inputs come back as
+    a protobuf Struct, where every number is a float. All read as the native values do."""
+    native = settings.to_values(settings.defaults("staging", PROFILES["prod"], port_base=19300))
+    as_strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in native.items()}
+    as_struct = {k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in native.items()}
+    expected = settings.from_config("staging", native, "native")
+    assert settings.from_config("staging", as_strings, "strings") == expected
+    assert settings.from_config("staging", as_struct, "struct") == expected
+    assert isinstance(settings.from_config("staging", as_struct, "struct").port_base, int)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("brokers", "three", "brokers must be int, got str 'three'"),
+    ("brokers", 3.5, "brokers must be int, got float 3.5"),
+    ("brokers", True, "brokers must be int, got bool True"),
+    ("brokers", "3.0", "brokers must be int"),
+    ("allowPublicBind", "1", "allowPublicBind must be bool"),
+    ("allowPublicBind", "True", "allowPublicBind must be bool"),
+    ("allowPublicBind", 1, "allowPublicBind must be bool"),
+    ("tlsVersions", "TLSv1.3", "tlsVersions must be list"),
+    ("tlsVersions", '["TLSv1.3"', "tlsVersions must be list"),
+    ("portBase", "", "portBase must be int"),
+])
+def test_nothing_else_is_guessed(key, value, message):
+    with pytest.raises(SecureKafkaError, match=message):
+        settings.from_config("staging", {"profile": "dev", key: value}, "Pulumi.staging.yaml")
