@@ -50,13 +50,12 @@ from secure_kafka.engines.pulumi_pids import PidsLimit
 from secure_kafka.engines.pulumi_volumes import UnlockedVolumes
 from secure_kafka.engines.shared import STOP_TIMEOUT_S, TMPFS_OPTIONS, container_labels, write_rendered_files
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.plan import ClusterPlan, ContainerSpec, Mount
+from secure_kafka.plan import NANOS, ClusterPlan, ContainerSpec, Mount
 from secure_kafka.settings import Settings
 
 TYPE_TOKEN = "secure-kafka:index:SecureKafkaCluster"
 # How long `pulumi up` waits for one container to become healthy (the Docker engine: 180 s).
 HEALTH_TIMEOUT_S = 180
-NANOS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,7 @@ class SecureKafkaCluster(pulumi.ComponentResource):
             self.containers[spec.node] = self._container(name, plan, spec, after=zookeeper_containers)
         broker_containers = [self.containers[s.node] for s in brokers]
 
-        topology = args.settings.topology
-        self.bootstrap_servers = {"sasl_ssl": topology.bootstrap("sasl_ssl"), "ssl": topology.bootstrap("ssl")}
+        self.bootstrap_servers = args.settings.topology.bootstrap_servers
         self.bootstrap = None
         verification: pulumi.Input[dict] = {}
         if args.bootstrap:

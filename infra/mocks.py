@@ -20,6 +20,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
+from secure_kafka.plan import NANOS
+
 PROJECT = "secure-kafka"
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 
@@ -109,7 +111,6 @@ async def stack_outputs() -> dict[str, tuple[Any, bool]]:
 
 # --- parity: what Docker was asked for, from either engine ---------------------------------
 
-NANOS = 1_000_000_000
 MIB = 1024 * 1024
 
 

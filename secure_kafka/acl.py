@@ -26,11 +26,11 @@ from .certstore import RESERVED_CLIENT_NAME
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .pki import NAME_PATTERN
+from .topology import ADMIN
 
 MAX_FILE_BYTES = 1 << 20
 CLUSTER_NAME = "kafka-cluster"  # Kafka's one cluster resource
 ANY_HOST = "*"
-ADMIN = "admin"
 
 # Resource type (file key) -> operations Kafka accepts on it (kafka.security.authorizer.AclEntry).
 OPERATIONS_BY_RESOURCE: dict[str, tuple[str, ...]] = {

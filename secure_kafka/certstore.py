@@ -40,11 +40,9 @@ from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .secretstore import SecretStore, store_password_name
 from .settings import Project, Settings
-from .topology import CONTAINER_UID, Node
+from .topology import ADMIN, CONTAINER_UID, Node
 
 PASSPHRASE_ENV = "SECURE_KAFKA_PASSPHRASE"
-# Every environment has this client principal (mTLS certificate and SCRAM user), a super user.
-ADMIN = "admin"
 # Client principals may not take a node's name: its certificate would map to the broker's
 # principal (User:kafka-0), a super user.
 RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk)-[0-9]+$")

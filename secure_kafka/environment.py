@@ -25,9 +25,8 @@ from .planner import build_plan
 from .proc import Progress, quiet
 from .secretstore import SecretStore, scram_password_name
 from .settings import Project, Settings
+from .topology import ADMIN
 from .volumes import EncryptedVolumes, make_backend
-
-ADMIN = "admin"
 
 
 @dataclass
@@ -64,8 +63,7 @@ class Environment:
 
     @property
     def bootstrap_servers(self) -> dict[str, list[str]]:
-        topology = self.settings.topology
-        return {"sasl_ssl": topology.bootstrap("sasl_ssl"), "ssl": topology.bootstrap("ssl")}
+        return self.settings.topology.bootstrap_servers
 
     def admin_mtls_config(self) -> dict[str, str]:
         return clients.mtls_config(self.settings, self.certs.client_dir(ADMIN))
@@ -145,8 +143,7 @@ class Environment:
         scram = {user: self.secrets.get(scram_password_name(user)) for user in sorted({ADMIN, *users.scram_users(self)})}
         created = bootstrap.ensure_scram_users(admin, scram, self.progress)
         acladmin.bootstrap_acls(self, admin)  # the ACL file, after the users it names exist
-        replication = min(self.settings.profile.replication_factor, len(topology.brokers))
-        bootstrap.ensure_topic(admin, bootstrap.VERIFY_TOPIC, replication)
+        bootstrap.ensure_topic(admin, bootstrap.VERIFY_TOPIC, self.settings.topic_replication_factor)
         self.progress("cluster: verifying a round-trip over SASL_SSL (SCRAM) and mTLS")
         round_trip_s = bootstrap.round_trip(self.scram_config(ADMIN), self.admin_mtls_config(), bootstrap.VERIFY_TOPIC)
         return created, round_trip_s

@@ -10,6 +10,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from .topology import CONTAINER_UID
+
+# Docker counts CPUs (NanoCpus) and healthcheck durations in billionths.
+NANOS = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class Mount:
@@ -49,7 +54,7 @@ class RenderedFile:
     path: str
     content: str = field(repr=False)
     mode: int = 0o600
-    uid: int = 10001
+    uid: int = CONTAINER_UID
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class ContainerSpec:
     healthcheck: Healthcheck | None = None
     labels: dict[str, str] = field(default_factory=dict)
     files: tuple[RenderedFile, ...] = ()
-    user: str = "10001:10001"
+    user: str = f"{CONTAINER_UID}:{CONTAINER_UID}"
     read_only_rootfs: bool = False
     cap_drop: tuple[str, ...] = ("ALL",)
     security_opt: tuple[str, ...] = ("no-new-privileges:true",)

@@ -118,7 +118,7 @@ def _container(
         mem_limit_mb=heap_mb + JVM_OVERHEAD_MB,
         # No swap: a JVM paged out stalls past its ZooKeeper session and its peers' timeouts.
         memswap_limit_mb=heap_mb + JVM_OVERHEAD_MB,
-        nano_cpus=int(cpus * 1_000_000_000),
+        nano_cpus=int(cpus * plan.NANOS),
         pids_limit=settings.profile.pids_limit,
     )
 

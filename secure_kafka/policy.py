@@ -12,13 +12,14 @@ is read, in ``certstore``) and the container user (the plan always runs uid 1000
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import asdict, dataclass
 
 from .errors import SecureKafkaError
 from .profiles import TLS_VERSIONS
 from .settings import KEYS, NAMESPACE, Settings
-from .topology import BROKER_INTERNAL_PORT, LISTENER_PORT_OFFSETS
+from .topology import BROKER_INTERNAL_PORT
 
 # Published ports stay out of the privileged range and inside the TCP range.
 MIN_PORT, MAX_PORT = 1024, 65535
@@ -159,14 +160,13 @@ def _odd_neighbours(count: int, low: int, high: int) -> list[int]:
 
 
 def _check_ports(settings: Settings, violation) -> None:
-    offsets = [LISTENER_PORT_OFFSETS["sasl_ssl"], LISTENER_PORT_OFFSETS["ssl"]]
-    if settings.plaintext_loopback:
-        offsets.append(LISTENER_PORT_OFFSETS["plaintext"])
-    brokers = max(settings.brokers, 1)
-    ports = [settings.port_base + 10 * i + offset for i in range(brokers) for offset in offsets]
+    listeners = ["sasl_ssl", "ssl"] + (["plaintext"] if settings.plaintext_loopback else [])
+    # The ports the topology publishes; with no broker (another rule's error), broker 0's.
+    topology = dataclasses.replace(settings.topology, broker_count=max(settings.brokers, 1))
+    ports = [topology.listener_port(broker, listener) for broker in topology.brokers for listener in listeners]
     lowest, highest = min(ports), max(ports)
     if lowest < MIN_PORT or highest > MAX_PORT:
-        top = MAX_PORT - 10 * (brokers - 1) - max(offsets)
+        top = MAX_PORT - (highest - settings.port_base)
         violation("port_base", "port-range",
                   f"brokers publish ports {lowest}..{highest}, outside {MIN_PORT}..{MAX_PORT}",
                   f"set portBase between {MIN_PORT} and {top}")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from .topology import CONTAINER_UID
+
 # ApiVersions v0 request: api_key 18, version 0, correlation id, client id "probe".
 _CORRELATION_ID = 0x5EC0AF
 _API_VERSIONS_REQUEST = struct.pack(">hhih", 18, 0, _CORRELATION_ID, 5) + b"probe"
@@ -161,7 +163,7 @@ def zookeeper_shell(
     ``tls_dir`` (mounted read-only) holds ``keystore.p12``/``truststore.p12`` opened by
     ``store_password`` (a broker's: a certificate ZooKeeper accepts, so that a refusal is
     about SASL alone). With ``sasl_password`` the shell logs in as ``sasl_user`` (DIGEST-MD5);
-    without, it connects anonymously. ``work_dir`` (owned by uid 10001, 0700) receives the
+    without, it connects anonymously. ``work_dir`` (owned by the container user, 0700) receives the
     client configuration; the caller removes it. ``tls_properties`` (protocol, enabled
     protocols, cipher suites) must match a TLS 1.3-only ZooKeeper: its client defaults to TLS 1.2
     and names no TLS 1.3 suite.
@@ -187,8 +189,8 @@ def zookeeper_shell(
         jvm += " -Djava.security.auth.login.config=/probe/jaas.conf"
     _hand_to_container_user(work_dir)
     proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", network, "--user", "10001:10001", "--cap-drop", "ALL",
-         "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}", "-v", f"{work_dir}:/probe:ro",
+        ["docker", "run", "--rm", "--network", network, "--user", f"{CONTAINER_UID}:{CONTAINER_UID}",
+         "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}", "-v", f"{work_dir}:/probe:ro",
          "-v", f"{tls_dir}:/etc/kafka/tls:ro", image,
          "timeout", str(timeout_s), "zookeeper-shell", "-server", server,
          "-client-configuration", "/probe/client.properties", *command],
@@ -206,5 +208,5 @@ def _write_private(path: Path, text: str) -> None:
 def _hand_to_container_user(directory: Path) -> None:
     for path in (directory, *directory.iterdir()):
         if os.geteuid() == 0:
-            os.chown(path, 10001, 10001)
+            os.chown(path, CONTAINER_UID, CONTAINER_UID)
         os.chmod(path, 0o700 if path.is_dir() else 0o600)

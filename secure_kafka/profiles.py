@@ -195,6 +195,44 @@ def cipher_suites(tls_versions: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(suite for version in TLS_VERSIONS[::-1] if version in tls_versions for suite in CIPHER_SUITES[version])
 
 
+@dataclass(frozen=True)
+class TlsPolicy:
+    """What every TLS endpoint of an environment enables, from its ``tlsVersions``: brokers,
+    ZooKeeper, client configs and the probes that check them read this one value."""
+
+    versions: tuple[str, ...]  # lowest first: TLSv1.2, TLSv1.3
+
+    @classmethod
+    def of(cls, tls_versions: tuple[str, ...]) -> "TlsPolicy":
+        if not tls_versions:
+            raise SecureKafkaError("secure-kafka:tlsVersions is empty: list at least TLSv1.3")
+        return cls(tuple(sorted(tls_versions, key=_tls_version_key)))
+
+    @property
+    def protocol(self) -> str:
+        """The highest version: Java's SSLContext protocol."""
+        return self.versions[-1]
+
+    @property
+    def enabled_protocols(self) -> str:
+        return ",".join(self.versions)
+
+    @property
+    def cipher_suites(self) -> str:
+        """Named, not left to defaults: ZooKeeper 3.8 names no TLS 1.3 suite by default, so a
+        TLS 1.3-only ZooKeeper or client fails every handshake unless suites are named."""
+        return ",".join(cipher_suites(self.versions))
+
+
+def _tls_version_key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.removeprefix("TLSv").split("."))
+    except ValueError:
+        raise SecureKafkaError(
+            f"secure-kafka:tlsVersions has {version!r}: use names like TLSv1.2 and TLSv1.3"
+        ) from None
+
+
 # --- The README's profile table --------------------------------------------------------------
 
 

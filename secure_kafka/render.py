@@ -15,11 +15,11 @@ from pathlib import Path
 
 import jinja2
 
-from . import profiles, secretstore
+from . import secretstore
 from .errors import SecureKafkaError
 from .secretstore import SecretStore
 from .settings import Settings
-from .topology import BROKER_INTERNAL_PORT, ZK_ELECTION_PORT, ZK_QUORUM_PORT, ZK_SECURE_CLIENT_PORT, Node
+from .topology import ADMIN, BROKER_INTERNAL_PORT, ZK_ELECTION_PORT, ZK_QUORUM_PORT, ZK_SECURE_CLIENT_PORT, Node
 
 TEMPLATES_DIR = Path(__file__).parent.parent / "templates"
 
@@ -37,8 +37,6 @@ ZOOKEEPER_DATA_DIR = "/var/lib/zookeeper"
 ZOOKEEPER_SASL_USER = "kafka"
 # The SASL user ZooKeeper peers authenticate each other with.
 QUORUM_SASL_USER = "zkquorum"
-# The principal that, besides the brokers, is a super user (mTLS certificate and SCRAM user).
-ADMIN_PRINCIPAL = "admin"
 
 
 # --- Escaping: secrets may be supplied by users, so no value may break out of its line ----
@@ -126,24 +124,10 @@ def default_renderer() -> Renderer:
 # --- Shared pieces ---------------------------------------------------------------------
 
 
-def _tls_version_key(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.removeprefix("TLSv").split("."))
-    except ValueError:
-        raise SecureKafkaError(
-            f"secure-kafka:tlsVersions has {version!r}: use names like TLSv1.2 and TLSv1.3"
-        ) from None
-
-
 def _tls(settings: Settings) -> dict[str, str]:
-    """Enabled TLS versions, the highest of them (the SSLContext protocol), and their cipher
-    suites (``profiles.CIPHER_SUITES``: ZooKeeper 3.8 names no TLS 1.3 suite by default, so a
-    TLS 1.3-only ZooKeeper or client fails every handshake unless suites are named)."""
-    if not settings.tls_versions:
-        raise SecureKafkaError("secure-kafka:tlsVersions is empty: list at least TLSv1.3")
-    versions = sorted(settings.tls_versions, key=_tls_version_key)
-    return {"tls_enabled_protocols": ",".join(versions), "tls_protocol": versions[-1],
-            "cipher_suites": ",".join(profiles.cipher_suites(settings.tls_versions))}
+    """The templates' names for the environment's ``TlsPolicy``."""
+    tls = settings.tls
+    return {"tls_enabled_protocols": tls.enabled_protocols, "tls_protocol": tls.protocol, "cipher_suites": tls.cipher_suites}
 
 
 def _node_stores(node: Node, secrets: SecretStore) -> dict[str, str]:
@@ -253,7 +237,6 @@ def render_broker(
     """``{filename: content}`` of a broker: server.properties, jaas.conf, log4j.properties."""
     renderer = renderer or default_renderer()
     topology = settings.topology
-    broker_count = len(topology.brokers)
     context = {
         "env": settings.env,
         "node": node,
@@ -261,10 +244,9 @@ def render_broker(
         "data_dir": BROKER_DATA_DIR,
         "audit_log": AUDIT_LOG,
         "listeners": broker_listeners(settings, node),
-        "super_users": [f"User:{b.name}" for b in topology.brokers] + [f"User:{ADMIN_PRINCIPAL}"],
-        # Replication cannot exceed the brokers there are (`check` reports such a setting).
-        "replication_factor": min(settings.replication_factor, broker_count),
-        "min_insync_replicas": min(settings.min_insync_replicas, broker_count),
+        "super_users": [f"User:{b.name}" for b in topology.brokers] + [f"User:{ADMIN}"],
+        "replication_factor": settings.topic_replication_factor,
+        "min_insync_replicas": settings.topic_min_insync_replicas,
         "unclean_leader_election": str(settings.unclean_leader_election).lower(),
         "ssl_client_auth": settings.profile.ssl_client_auth,
         "audit_log_backups": settings.profile.audit_log_backups,

@@ -62,7 +62,7 @@ from .certstore import CertRecord, CertStore, Manifest, _mkdir
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .proc import Progress, quiet
-from .topology import Node
+from .topology import ADMIN, Node
 
 STATE_FORMAT = 1
 STARTING_GRACE_S = 180  # how long a resumed rotation waits for a node whose healthcheck is pending
@@ -769,7 +769,7 @@ class DockerCluster:
     def served_serials(self, broker: Node) -> dict[str, int | None]:
         from . import probes, render
 
-        admin_dir = self.env.certs.client_dir("admin")
+        admin_dir = self.env.certs.client_dir(ADMIN)
         client_cert = (admin_dir / "client.crt", admin_dir / "client.key")
         served = {}
         for listener in render.broker_listeners(self.settings, broker):

@@ -8,6 +8,7 @@ a value of the wrong type is an error that names the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import yaml
 
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
-from .profiles import Profile, get_profile
+from .profiles import Profile, TlsPolicy, get_profile
 from .topology import Topology
 from .volumes import BACKENDS, DEFAULT_BACKEND
 
@@ -51,9 +52,25 @@ class Settings:
     # How volumes are encrypted: gocryptfs or fscrypt (the default and why: volumes.DEFAULT_BACKEND).
     volume_backend: str = DEFAULT_BACKEND
 
-    @property
+    @functools.cached_property
     def topology(self) -> Topology:
+        # Cached: settings are frozen, and every module asks for it (dataclasses.replace makes a new one).
         return Topology(self.env, self.zookeeper_nodes, self.brokers, self.port_base, self.bind_address)
+
+    @functools.cached_property
+    def tls(self) -> TlsPolicy:
+        return TlsPolicy.of(self.tls_versions)
+
+    @property
+    def topic_replication_factor(self) -> int:
+        """The replication factor of the topics the environment makes (brokers' default, the
+        verify topic): ``replicationFactor``, at most one replica per broker (``check`` refuses
+        more, but a dev environment may run fewer brokers than it asks)."""
+        return min(self.replication_factor, self.brokers)
+
+    @property
+    def topic_min_insync_replicas(self) -> int:
+        return min(self.min_insync_replicas, self.brokers)
 
 
 # stack-file key -> (Settings field, type)

@@ -1,4 +1,5 @@
-"""Names, addresses and ports of an environment's nodes: pure functions of its settings.
+"""Names, addresses and ports of an environment's nodes (and the admin principal's name):
+pure functions of its settings.
 
 PKI (SANs), rendering (listeners, quorum) and the plan (containers, ports) all read the
 topology, so a name is decided in exactly one place.
@@ -15,6 +16,9 @@ ZK_SECURE_CLIENT_PORT = 2182
 ZK_QUORUM_PORT = 2888
 ZK_ELECTION_PORT = 3888
 BROKER_INTERNAL_PORT = 9091  # inter-broker TLS (mTLS), advertised on the Docker network
+# Every environment's administrator: a client certificate (mTLS) and a SCRAM user of this
+# name, a super user beside the brokers. Outside tools rely on the name.
+ADMIN = "admin"
 # The user every container runs as (user kafka of docker/Dockerfile): it owns what the nodes
 # read and write on the host, their TLS files and their volumes' data.
 CONTAINER_UID = 10001
@@ -96,6 +100,11 @@ class Topology:
 
     def bootstrap(self, listener: str) -> list[str]:
         return [f"localhost:{self.listener_port(b, listener)}" for b in self.brokers]
+
+    @property
+    def bootstrap_servers(self) -> dict[str, list[str]]:
+        """What clients connect to, per client listener: ``status``, ``up`` and the Pulumi outputs."""
+        return {"sasl_ssl": self.bootstrap("sasl_ssl"), "ssl": self.bootstrap("ssl")}
 
     @property
     def zookeeper_connect(self) -> str:

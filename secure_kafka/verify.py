@@ -55,18 +55,18 @@ from confluent_kafka.admin import (
 )
 from cryptography import x509
 
-from . import bootstrap, clients, pki, probes, profiles, volumes
+from . import bootstrap, clients, pki, probes, volumes
 from .dockerclient import connect
 from .errors import SecureKafkaError
+from .plan import NANOS
 from .planner import JVM_OVERHEAD_MB
 from .render import ZOOKEEPER_SASL_USER
 from .secretstore import ZOOKEEPER_SASL, scram_password_name, store_password_name
-from .topology import BROKER_INTERNAL_PORT, CONTAINER_UID, ZK_SECURE_CLIENT_PORT, Node
+from .topology import ADMIN, BROKER_INTERNAL_PORT, CONTAINER_UID, ZK_SECURE_CLIENT_PORT, Node
 
 if TYPE_CHECKING:
     from .environment import Environment
 
-ADMIN = "admin"
 LOOPBACK = "127.0.0.1"
 PROBE_USER_PREFIX = "verify-probe-"
 JSON_FORMAT = 1
@@ -493,7 +493,7 @@ def probe_authorization(t: Target) -> list[ProbeResult]:
     password = secrets.token_urlsafe(32)
     admin = bootstrap.wait_for_admin(t.env.admin_mtls_config(), len(t.topology.brokers), 30)
     topic = bootstrap.VERIFY_TOPIC
-    bootstrap.ensure_topic(admin, topic, min(t.settings.replication_factor, len(t.topology.brokers)))
+    bootstrap.ensure_topic(admin, topic, t.settings.topic_replication_factor)
     bootstrap.ensure_scram_users(admin, {name: password})
     own_topic = f"{name}-topic"
     try:
@@ -626,9 +626,9 @@ def probe_zookeeper(t: Target) -> list[ProbeResult]:
                                     tls=False, sasl_password=t.env.secrets.get(ZOOKEEPER_SASL)),
     }
 
-    versions = sorted(t.settings.tls_versions)
-    tls_properties = {"zookeeper.ssl.protocol": versions[-1], "zookeeper.ssl.enabledProtocols": ",".join(versions),
-                      "zookeeper.ssl.ciphersuites": ",".join(profiles.cipher_suites(t.settings.tls_versions))}
+    tls = t.settings.tls
+    tls_properties = {"zookeeper.ssl.protocol": tls.protocol, "zookeeper.ssl.enabledProtocols": tls.enabled_protocols,
+                      "zookeeper.ssl.ciphersuites": tls.cipher_suites}
 
     def shell(probe: str) -> str:
         spec = dict(runs[probe])
@@ -664,7 +664,6 @@ def _last_line(text: str) -> str:
 # --- containers ---------------------------------------------------------------------------------
 
 MIB = 1024 * 1024
-NANOS = 1_000_000_000
 
 
 def probe_containers(t: Target) -> list[ProbeResult]:

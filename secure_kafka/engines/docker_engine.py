@@ -22,6 +22,7 @@ from ..plan import (
     LABEL_PROJECT,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
+    NANOS,
     ClusterPlan,
     ContainerSpec,
     spec_hash,
@@ -29,7 +30,6 @@ from ..plan import (
 from ..proc import Progress, quiet
 from .shared import STOP_TIMEOUT_S, TMPFS_OPTIONS, container_labels, write_rendered_files
 
-NANOS = 1_000_000_000
 # Kafka's zookeeper.session.timeout.ms (18 s, not overridden), plus a margin: how long the
 # registration of a broker that was killed, not stopped, outlives it in ZooKeeper.
 ZOOKEEPER_SESSION_EXPIRY_S = 18 + 4

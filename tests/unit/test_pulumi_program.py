@@ -167,7 +167,9 @@ def test_program_outputs_and_secrets(project, env):
     monitor, outputs = run_program(project, env)
     settings = project.load(env)
     assert outputs["bootstrapServers"] == (
-        {"sasl_ssl": settings.topology.bootstrap("sasl_ssl"), "ssl": settings.topology.bootstrap("ssl")}, False)
+        {"sasl_ssl": ["localhost:19001"], "ssl": ["localhost:19002"]} if env == "dev" else
+        {"sasl_ssl": [f"localhost:{19400 + 10 * i + 1}" for i in range(3)],
+         "ssl": [f"localhost:{19400 + 10 * i + 2}" for i in range(3)]}, False)
     ca_pem, ca_secret = outputs["caCertificate"]
     assert ca_pem.startswith("-----BEGIN CERTIFICATE-----") and not ca_secret
     config, config_secret = outputs["clientConfig"]
