@@ -205,7 +205,9 @@ def fscrypt_policy_identifier(directory: str) -> bytes | None:
     try:
         _ioctl(directory, FS_IOC_GET_ENCRYPTION_POLICY_EX, arg)
     except OSError as exc:
-        if exc.errno == errno.ENODATA:
+        # ENODATA: no policy; ENOTTY, EOPNOTSUPP: a filesystem without fscrypt (tmpfs, a FUSE
+        # mount, ext4 without the encrypt feature), so no volume of ours is open there.
+        if exc.errno in (errno.ENODATA, errno.ENOTTY, errno.EOPNOTSUPP):
             return None
         raise
     if arg[8] != FSCRYPT_POLICY_V2:

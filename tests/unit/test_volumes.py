@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import json
 import os
 import subprocess
@@ -347,3 +348,26 @@ def test_unprivileged_fuse_prerequisites(tmp_path, monkeypatch, device_mode, con
     with pytest.raises(SecureKafkaError, match=message) as caught:
         volumes._require_unprivileged_fuse()
     assert "\n" not in str(caught.value) and "./run setup" in str(caught.value) or "fscrypt" in str(caught.value)
+
+
+@pytest.mark.parametrize("error, expected", [
+    (errno.ENODATA, None),  # no policy on the directory
+    (errno.ENOTTY, None),  # tmpfs, a FUSE mount: no fscrypt at all
+    (errno.EOPNOTSUPP, None),  # ext4 without the encrypt feature
+    (errno.EACCES, OSError),  # anything else is not "unencrypted"
+])
+def test_a_directory_without_fscrypt_has_no_policy(monkeypatch, error, expected):
+    """`status` once died with a raw ENOTTY where a volume's mountpoint was no fscrypt filesystem."""
+    def ioctl(*_args):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(volumes, "_ioctl", ioctl)
+    if expected is OSError:
+        with pytest.raises(OSError):
+            volumes.fscrypt_policy_identifier("/somewhere")
+    else:
+        assert volumes.fscrypt_policy_identifier("/somewhere") is None
+
+
+def test_a_real_directory_without_fscrypt_has_no_policy(tmp_path):
+    assert volumes.fscrypt_policy_identifier(str(tmp_path)) is None
