@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import socket
 import ssl
-import sys
 import threading
 import uuid
-from pathlib import Path
 
 import docker
 import pytest
@@ -20,9 +18,6 @@ from secure_kafka import image as image_builder
 from secure_kafka.dockerclient import connect
 from secure_kafka.pki import CA
 from secure_kafka.testing import running_environment
-
-# The Pulumi program's modules (component, mocks), importable as Pulumi runs them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
 
 # Every object a test creates carries this label, so a session can sweep up after itself.
 TEST_LABEL = "io.secure-kafka.test-session"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import mocks  # infra/mocks.py: conftest.py puts infra/ on the path
+import pulumi_mocks as mocks  # tests/pulumi_mocks.py
 from component import SecureKafkaCluster, SecureKafkaClusterArgs
 
 from secure_kafka.planner import build_plan

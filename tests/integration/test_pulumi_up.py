@@ -19,7 +19,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-import mocks  # infra/mocks.py: tests/integration/conftest.py puts infra/ on the path
+import pulumi_mocks as mocks  # tests/pulumi_mocks.py
 import pytest
 import yaml
 from environment_secrets import secret_values

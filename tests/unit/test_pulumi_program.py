@@ -14,7 +14,7 @@ import shutil
 import stat
 from pathlib import Path
 
-import mocks
+import pulumi_mocks as mocks
 import pytest
 import yaml
 from environment_secrets import secret_values

@@ -1,7 +1,7 @@
 """Running the Pulumi program under Pulumi's own mocks (``pulumi.runtime.set_mocks``).
 
-Where neither the Pulumi CLI nor the docker plugin can be installed (our build machines),
-this is how the program is tested: every resource registration is recorded as the engine
+The unit tests run the program this way (the integration suite also runs it under the real
+engine, tests/integration/test_pulumi_up.py): every resource registration is recorded as the engine
 would receive it — type, name, parent, ``depends_on`` URNs, inputs, whether an input is
 secret — and the stack's outputs with their secretness.
 """
