@@ -190,8 +190,8 @@ def zookeeper_shell(
     _hand_to_container_user(work_dir)
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network", network, "--user", f"{CONTAINER_UID}:{CONTAINER_UID}",
-         "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}", "-v", f"{work_dir}:/probe:ro",
-         "-v", f"{tls_dir}:/etc/kafka/tls:ro", image,
+         "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}",
+         "-v", f"{work_dir}:/probe:ro", "-v", f"{tls_dir}:/etc/kafka/tls:ro", image,
          "timeout", str(timeout_s), "zookeeper-shell", "-server", server,
          "-client-configuration", "/probe/client.properties", *command],
         capture_output=True, text=True, timeout=timeout_s + 60,

@@ -118,3 +118,20 @@ def test_a_server_that_closes_on_the_hello_has_answered():
         result = probes.tls_handshake("127.0.0.1", server.getsockname()[1], None, timeout=2)
         thread.join()
     assert not result.ok and result.answered
+
+
+@pytest.mark.parametrize("probe, output, expected", [
+    ("zookeeper.anonymous-read", "... client failed to authenticate ...", "refused"),
+    ("zookeeper.anonymous-read", "[0, 1, 2]", "answered"),
+    ("zookeeper.anonymous-read", "client failed to authenticate\n[0]", "answered"),  # an answer wins
+    ("zookeeper.anonymous-read", "ERROR Exiting JVM with code 1 (org.apache.zookeeper.util.ServiceUtils)", "inconclusive"),
+    ("zookeeper.anonymous-write", "Created /intruder", "answered"),
+    ("zookeeper.anonymous-write", "client failed to authenticate", "refused"),
+    ("zookeeper.plaintext", "KeeperErrorCode = ConnectionLoss for /brokers/ids", "refused"),
+    ("zookeeper.plaintext", "client failed to authenticate", "inconclusive"),  # not this probe's refusal
+    ("zookeeper.plaintext", "", "inconclusive"),
+])
+def test_zookeeper_shell_outputs_are_judged_by_what_they_prove(probe, output, expected):
+    """Only an answer or the refusal's own words decide a ZooKeeper probe; anything else is
+    asked again (twice at most) and then fails as unexpected."""
+    assert verify.zookeeper_verdict(probe, output, "/intruder") == expected
