@@ -27,15 +27,19 @@ from ..settings import Settings, to_values
 INPUTS = ("project_root", "env", "settings", "containers")
 
 
-def _run(props: dict[str, Any]) -> dict[str, Any]:
+def environment_of(props: dict[str, Any], purpose: str):
+    """The ``Environment`` a dynamic resource's inputs (project root, env, settings) name."""
     # Imported here: the provider runs in Pulumi's provider process.
     from ..environment import Environment
     from ..settings import Project, from_config
 
     env = props["env"]
-    settings = from_config(env, props["settings"], f"bootstrap of {env}")
-    environment = Environment(Project(Path(props["project_root"])), env, settings=settings)
-    created, round_trip_s = environment.bootstrap()
+    settings = from_config(env, props["settings"], f"{purpose} of {env}")
+    return Environment(Project(Path(props["project_root"])), env, settings=settings)
+
+
+def _run(props: dict[str, Any]) -> dict[str, Any]:
+    created, round_trip_s = environment_of(props, "bootstrap").bootstrap()
     return {**{k: props[k] for k in INPUTS}, "scram_users_created": created, "round_trip_s": round(round_trip_s, 3)}
 
 

@@ -21,6 +21,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 from ..settings import Settings, to_values
+from .pulumi_bootstrap import environment_of
 
 INPUTS = ("project_root", "env", "settings")
 # The settings that make or find volumes; a change of any other (a port, a TLS version) leaves them be.
@@ -33,13 +34,7 @@ def _identity(props: dict[str, Any]) -> tuple:
 
 
 def _volumes(props: dict[str, Any]):
-    # Imported here: the provider runs in Pulumi's provider process.
-    from ..environment import Environment
-    from ..settings import Project, from_config
-
-    env = props["env"]
-    settings = from_config(env, props["settings"], f"encrypted volumes of {env}")
-    return Environment(Project(Path(props["project_root"])), env, settings=settings).volumes
+    return environment_of(props, "encrypted volumes").volumes
 
 
 def _unlock(props: dict[str, Any]) -> dict[str, Any]:
