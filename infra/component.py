@@ -99,7 +99,7 @@ class SecureKafkaCluster(pulumi.ComponentResource):
         )
         self.volumes = {
             volume: docker.Volume(
-                # Docker names carry the network's prefix already: sk-dev-zk-0-data, not sk-dev-sk-dev-zk-0-data.
+                # Docker names carry the network's prefix already: sk-dev-<id>-zk-0-data yields child sk-dev-zk-0-data.
                 f"{name}-{volume.removeprefix(plan.network + '-')}", name=volume,
                 labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in sorted(plan.labels.items())],
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),

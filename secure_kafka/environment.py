@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import acladmin, bootstrap, clients, image, policy, render, users, verify
@@ -21,12 +21,12 @@ from .engines.pulumi_engine import PulumiEngine
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .plan import ClusterPlan
-from .planner import build_plan
+from .planner import build_plan, environment_labels
 from .proc import Progress, quiet
 from .secretstore import SecretStore, scram_password_name
 from .settings import Project, Settings
 from .topology import ADMIN
-from .volumes import EncryptedVolumes, make_backend
+from .volumes import EncryptedVolumes, make_backend, run_dir
 
 
 @dataclass
@@ -50,16 +50,20 @@ class Environment:
         settings: Settings | None = None,
     ):
         self.project = project
-        # The Pulumi program passes the settings it read through pulumi.Config (same stack file).
-        self.settings: Settings = settings or project.load(env)
+        # Dynamic resources pass the settings they were given; the project decides their id.
+        self.settings: Settings = replace(settings, project_id=project.id) if settings else project.load(env)
         self.env = env
         self.progress = progress
         self.certs = CertStore(project, self.settings, prompt=prompt)
         self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
         self.volumes = EncryptedVolumes(
-            project.root, project.certs_dir(env), env, tuple(n.name for n in self.settings.topology.nodes),
+            project.root, project.certs_dir(env), env, run_dir(self.settings.project_id, env), tuple(n.name for n in self.settings.topology.nodes),
             self.settings.volume_size_gib, self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
         )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return environment_labels(self.settings)
 
     @property
     def bootstrap_servers(self) -> dict[str, list[str]]:
@@ -157,7 +161,7 @@ class Environment:
         if engine == "pulumi":
             PulumiEngine(self.project.root, self.env, self.progress).destroy(self.pulumi_passphrase())
         # Also after `pulumi destroy`: sweeps what the other engine made, and (purge) the volumes Pulumi retains.
-        DockerEngine(connect(), self.project.root, self.progress).down(self.env, purge=purge)
+        DockerEngine(connect(), self.project.root, self.progress).down(self.labels, purge=purge)
         # Once no container holds them: the plaintext paths go, the keys leave the kernel.
         self.volumes.close()
         if purge:
@@ -169,7 +173,7 @@ class Environment:
                 shutil.rmtree(certs_dir)
 
     def status(self) -> dict:
-        nodes = DockerEngine(connect(), self.project.root).status(self.env)
+        nodes = DockerEngine(connect(), self.project.root).status(self.labels)
         expected = {n.name for n in self.settings.topology.nodes}
         present = {n.name for n in nodes}
         warnings = [f"{name}: not running (no container)" for name in sorted(expected - present)]

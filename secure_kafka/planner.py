@@ -16,7 +16,6 @@ from .secretstore import SecretStore
 from .settings import Settings
 from .topology import BROKER_INTERNAL_PORT, CONTAINER_UID, ZK_SECURE_CLIENT_PORT, Node
 
-PROJECT_LABEL_VALUE = "secure-kafka"
 # Memory a JVM needs beyond its heap (metaspace, threads, direct buffers, page-cache slack).
 JVM_OVERHEAD_MB = 384
 # Host address of the PLAINTEXT listener, whatever bindAddress says: it is a loopback opt-in.
@@ -31,6 +30,12 @@ def runtime_dir(env: str, node: Node) -> str:
 def tls_dir(env: str, node: Node) -> str:
     """Where a node's keystore and truststore live, relative to the project root."""
     return f"certs/{env}/nodes/{node.name}"
+
+
+def environment_labels(settings: Settings) -> dict[str, str]:
+    """The labels every Docker object of the environment has, and the only way engines find
+    them: the project id makes `dev` of one checkout invisible to another's `down` and `status`."""
+    return {plan.LABEL_PROJECT: settings.project_id, plan.LABEL_ENV: settings.env}
 
 
 def build_plan(
@@ -48,7 +53,7 @@ def build_plan(
         # Encrypted: each node's data is a bind mount of its unlocked volume, no Docker volume.
         volumes=() if settings.encrypted_volumes else tuple(topology.volume(node) for node in topology.nodes),
         containers=containers,
-        labels={plan.LABEL_PROJECT: PROJECT_LABEL_VALUE, plan.LABEL_ENV: settings.env},
+        labels=environment_labels(settings),
     )
 
 
@@ -98,8 +103,7 @@ def _container(
             retries=45,
         ),
         labels={
-            plan.LABEL_PROJECT: PROJECT_LABEL_VALUE,
-            plan.LABEL_ENV: settings.env,
+            **environment_labels(settings),
             plan.LABEL_ROLE: node.role,
             plan.LABEL_NODE: node.name,
         },
@@ -126,7 +130,7 @@ def _container(
 def _data_mount(settings: Settings, node: Node, target: str) -> plan.Mount:
     """A node's data: its encrypted volume's plaintext dir (exists only while unlocked), else a Docker volume."""
     if settings.encrypted_volumes:
-        return plan.Mount("bind", volumes.plaintext_dir(settings.env, node.name), target)
+        return plan.Mount("bind", volumes.plaintext_dir(volumes.run_dir(settings.project_id, settings.env), node.name), target)
     return plan.Mount("volume", settings.topology.volume(node), target)
 
 

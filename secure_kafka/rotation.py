@@ -686,7 +686,7 @@ class DockerCluster:
     # -- health --------------------------------------------------------------------------------
 
     def unavailable(self, exempt: Sequence[str] = ()) -> list[str]:
-        statuses = {s.name: s for s in self.engine.status(self.env.env)}
+        statuses = {s.name: s for s in self.engine.status(self.env.labels)}
         problems = []
         for node in self.topology.nodes:
             status = statuses.get(node.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from .topology import Topology
 from .volumes import BACKENDS, DEFAULT_BACKEND
 
 NAMESPACE = "secure-kafka"
+# The project id of settings made in memory, not read from a project (tests, `init`'s defaults).
+UNSCOPED_PROJECT = "unscoped"
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
@@ -51,11 +54,15 @@ class Settings:
     volume_size_gib: int = 2
     # How volumes are encrypted: gocryptfs or fscrypt (the default and why: volumes.DEFAULT_BACKEND).
     volume_backend: str = DEFAULT_BACKEND
+    # Not a stack-file key: the id of the project directory the settings were read from
+    # (``Project.id``), part of every host-wide name, so two checkouts never share an object.
+    project_id: str = UNSCOPED_PROJECT
 
     @functools.cached_property
     def topology(self) -> Topology:
         # Cached: settings are frozen, and every module asks for it (dataclasses.replace makes a new one).
-        return Topology(self.env, self.zookeeper_nodes, self.brokers, self.port_base, self.bind_address)
+        return Topology(self.env, self.zookeeper_nodes, self.brokers, self.port_base, self.bind_address,
+                        self.project_id)
 
     @functools.cached_property
     def tls(self) -> TlsPolicy:
@@ -223,6 +230,16 @@ class Project:
     def __init__(self, root: Path):
         self.root = root
 
+    @functools.cached_property
+    def id(self) -> str:
+        """Eight hex digits naming this checkout on the host: a hash of its absolute path.
+
+        Container, network and volume names, labels and the mount root carry it, so
+        `down dev` here cannot reach the `dev` of another checkout. A moved checkout is a new
+        project: `down` its environments before moving it.
+        """
+        return hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8]
+
     @classmethod
     def find(cls, start: Path | None = None) -> "Project":
         """``$SECURE_KAFKA_PROJECT``, else the nearest directory upwards with ``Pulumi.yaml``."""
@@ -258,7 +275,7 @@ class Project:
             namespace, _, name = str(key).partition(":")
             if namespace == NAMESPACE:
                 ours[name] = value
-        return from_config(env, ours, path.name)
+        return dataclasses.replace(from_config(env, ours, path.name), project_id=self.id)
 
     def write(self, settings: Settings) -> Path:
         """Writes a new stack file; refuses to overwrite an existing one."""

@@ -34,7 +34,7 @@ class Node:
     name: str  # short name and network alias: zk-0, kafka-1
     role: str  # "zookeeper" or "broker"
     index: int
-    container: str  # Docker container name: sk-<env>-kafka-1
+    container: str  # Docker container name: sk-<env>-<project id>-kafka-1
     network: str
 
     @property
@@ -53,15 +53,17 @@ class Topology:
     zookeeper_count: int
     broker_count: int
     port_base: int
-    bind_address: str = "127.0.0.1"
+    bind_address: str
+    project_id: str  # settings.Project.id: Docker names are host-wide, environments per project
 
     @property
     def network(self) -> str:
-        return f"sk-{self.env}"
+        """The environment's Docker network, and the prefix of every other Docker name it has."""
+        return f"sk-{self.env}-{self.project_id}"
 
     def _node(self, role: str, short: str, index: int) -> Node:
         name = f"{short}-{index}"
-        return Node(name, role, index, f"sk-{self.env}-{name}", self.network)
+        return Node(name, role, index, f"{self.network}-{name}", self.network)
 
     @property
     def zookeepers(self) -> tuple[Node, ...]:
@@ -84,7 +86,7 @@ class Topology:
         raise SecureKafkaError(f"no node {name!r} in environment {self.env!r}: use one of {known}")
 
     def volume(self, node: Node) -> str:
-        return f"sk-{self.env}-{node.name}-data"
+        return f"{self.network}-{node.name}-data"
 
     @staticmethod
     def zookeeper_myid(node: Node) -> int:

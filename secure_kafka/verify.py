@@ -754,10 +754,10 @@ def probe_volumes(t: Target) -> list[ProbeResult]:
                 encrypted.append(f"{node.name} {states.get(node.name)}")
             info = t.inspected.get(node.name) or {}
             sources = {m.get("Source") for m in info.get("Mounts", [])}
-            if volumes.plaintext_dir(t.settings.env, node.name) not in sources:
+            if volumes.plaintext_dir(env.volumes.run_dir, node.name) not in sources:
                 encrypted.append(f"{node.name} data not on its volume")
         table = _mount_table()
-        run_dir = f"{volumes.RUN_ROOT}/{t.settings.env}/"
+        run_dir = f"{env.volumes.run_dir}/"
         running = {n.name for n in t.topology.nodes if t.running(n)}
         for where, options in table.items():
             if not where.startswith(run_dir):
@@ -768,7 +768,7 @@ def probe_volumes(t: Target) -> list[ProbeResult]:
             if not {"nosuid", "nodev"} <= options:
                 mounts.append(f"{where} lacks nosuid/nodev")
         for node in running:
-            if volumes.mountpoint(t.settings.env, node) not in table:
+            if volumes.mountpoint(env.volumes.run_dir, node) not in table:
                 mounts.append(f"{node} volume not mounted")
     return [
         result("volumes.encrypted", f"every node unlocked ({backend}), data mounted from it",

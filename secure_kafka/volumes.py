@@ -2,7 +2,7 @@
 
 A node's persistent data (brokers: ``/var/lib/kafka`` with the log dirs and the audit trail;
 ZooKeeper: ``/var/lib/zookeeper`` with snapshots and transaction log) lives on an encrypted
-volume, unlocked at ``/run/secure-kafka/<env>/<node>``. The directory the container mounts,
+volume, unlocked at ``/run/secure-kafka/<project id>/<env>/<node>``. The directory the container mounts,
 ``<mountpoint>/data``, exists only while the volume is unlocked, so a container never writes
 plaintext anywhere else. The mechanism sits behind ``VolumeBackend`` (LUKS fits where
 dm-crypt exists; this kernel has none); the stack setting ``volumeBackend`` picks one:
@@ -73,14 +73,20 @@ DEFAULT_BACKEND = "gocryptfs"
 # --- pure names (the planner uses them; no I/O) ----------------------------------------------
 
 
-def mountpoint(env: str, node: str) -> str:
+def run_dir(project_id: str, env: str, root: str = RUN_ROOT) -> str:
+    """Where an environment's volumes are mounted: per project (``settings.Project.id``), so
+    two checkouts' environments of one name never share a mountpoint."""
+    return f"{root}/{project_id}/{env}"
+
+
+def mountpoint(env_run_dir: str, node: str) -> str:
     """Where a node's volume is mounted while the environment is up."""
-    return f"{RUN_ROOT}/{env}/{node}"
+    return f"{env_run_dir}/{node}"
 
 
-def plaintext_dir(env: str, node: str) -> str:
+def plaintext_dir(env_run_dir: str, node: str) -> str:
     """The encrypted directory inside the mounted volume: what the container mounts."""
-    return f"{mountpoint(env, node)}/data"
+    return f"{mountpoint(env_run_dir, node)}/data"
 
 
 def storage_path(project_root: Path, env: str, node: str, suffix: str) -> Path:
@@ -395,10 +401,10 @@ class FscryptLoopBackend:
 
 
 def _make_mountpoint(mountpoint: Path, owner: int = 0) -> None:
-    """``/run/secure-kafka/<env>/<node>``, 0700 and ``owner``'s. The two levels above are 0711:
-    searchable, not listable, so an unprivileged FUSE daemon (and fusermount3 checking on its
-    behalf) can reach its mountpoint."""
-    for directory in (mountpoint.parent.parent, mountpoint.parent):
+    """``/run/secure-kafka/<project id>/<env>/<node>``, 0700 and ``owner``'s. The three levels
+    above are 0711: searchable, not listable, so an unprivileged FUSE daemon (and fusermount3
+    checking on its behalf) can reach its mountpoint."""
+    for directory in (mountpoint.parent.parent.parent, mountpoint.parent.parent, mountpoint.parent):
         directory.mkdir(mode=0o711, parents=True, exist_ok=True)
         directory.chmod(0o711)
     mountpoint.mkdir(mode=0o700, exist_ok=True)
@@ -416,11 +422,13 @@ def _own_tree(storage: Path) -> None:
 
 
 def _remove_mountpoint(volume: Volume) -> None:
-    """After unmounting: the mountpoint (empty now) and the environment's /run directory once empty."""
+    """After unmounting: the mountpoint (empty now), then the environment's and the project's
+    /run directories once empty."""
     if volume.mountpoint.is_dir():
         volume.mountpoint.rmdir()  # the plaintext path is gone
-    if volume.mountpoint.parent.is_dir() and not any(volume.mountpoint.parent.iterdir()):
-        volume.mountpoint.parent.rmdir()
+    for directory in (volume.mountpoint.parent, volume.mountpoint.parent.parent):
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
 
 
 GOCRYPTFS_PASSWORD_INFO = b"secure-kafka/gocryptfs-password/v1"
@@ -637,6 +645,7 @@ class EncryptedVolumes:
         project_root: Path,
         certs_dir: Path,
         env: str,
+        env_run_dir: str,
         nodes: tuple[str, ...],
         size_gib: int,
         passphrase: Callable[[], str],
@@ -646,6 +655,7 @@ class EncryptedVolumes:
         self.root = project_root.absolute()
         self.certs_dir = certs_dir
         self.env = env
+        self.run_dir = env_run_dir
         self.nodes = nodes
         self.size_bytes = size_gib * 2**30
         self.passphrase = passphrase
@@ -655,8 +665,8 @@ class EncryptedVolumes:
 
     def volume(self, node: str, backend: VolumeBackend | None = None) -> Volume:
         suffix = (backend or self.backend).suffix
-        return Volume(self.env, node, storage_path(self.root, self.env, node, suffix), Path(mountpoint(self.env, node)),
-                      Path(plaintext_dir(self.env, node)), self.size_bytes)
+        return Volume(self.env, node, storage_path(self.root, self.env, node, suffix), Path(mountpoint(self.run_dir, node)),
+                      Path(plaintext_dir(self.run_dir, node)), self.size_bytes)
 
     def backend_of(self, node: str) -> VolumeBackend:
         """The backend whose storage a node has (also half made), else the configured one."""
@@ -672,8 +682,8 @@ class EncryptedVolumes:
         suffixes = {b.suffix for b in self._backends}
         entries = storage_dir.iterdir() if storage_dir.is_dir() else ()
         found = {p.name.removesuffix(s) for p in entries for s in suffixes if p.name.endswith(s) and p.name[0] != "."}
-        run_dir = Path(RUN_ROOT) / self.env
-        found |= {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+        mounted = Path(self.run_dir)
+        found |= {p.name for p in mounted.iterdir()} if mounted.is_dir() else set()
         return [*self.nodes, *sorted(found - set(self.nodes))]
 
     def open(self) -> dict[str, str]:

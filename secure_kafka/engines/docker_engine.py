@@ -2,7 +2,7 @@
 
 Idempotent: a container whose spec hash label matches the plan and that is running is
 left alone; anything else of the environment is replaced. Objects are found by labels, so
-``down`` and ``status`` need only the environment's name.
+``down`` and ``status`` need only the environment's labels (project id and name).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import docker.errors
 
 from ..errors import SecureKafkaError
 from ..plan import (
-    LABEL_ENV,
     LABEL_NODE,
-    LABEL_PROJECT,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
     NANOS,
@@ -227,12 +225,14 @@ class DockerEngine:
 
     # --- status and teardown -------------------------------------------------------------
 
-    def _env_filter(self, env: str) -> dict:
-        return {"label": [f"{LABEL_PROJECT}=secure-kafka", f"{LABEL_ENV}={env}"]}
+    @staticmethod
+    def _filter(labels: dict[str, str]) -> dict:
+        return {"label": [f"{key}={value}" for key, value in labels.items()]}
 
-    def status(self, env: str) -> list[NodeStatus]:
+    def status(self, labels: dict[str, str]) -> list[NodeStatus]:
+        """The containers that carry all of ``labels`` (``planner.environment_labels``)."""
         result = []
-        for c in self.api.containers(all=True, filters=self._env_filter(env)):
+        for c in self.api.containers(all=True, filters=self._filter(labels)):
             info = self.api.inspect_container(c["Id"])
             labels = info["Config"]["Labels"]
             result.append(
@@ -246,9 +246,9 @@ class DockerEngine:
             )
         return sorted(result, key=lambda s: (s.role != "zookeeper", s.name))
 
-    def down(self, env: str, purge: bool = False) -> None:
-        """Removes the environment's containers and network; volumes too with ``purge``."""
-        filters = self._env_filter(env)
+    def down(self, labels: dict[str, str], purge: bool = False) -> None:
+        """Removes the containers and networks that carry all of ``labels``; volumes too with ``purge``."""
+        filters = self._filter(labels)
         containers = self.api.containers(all=True, filters=filters)
         # Brokers first, and gracefully: a broker that stops cleanly hands over leadership and
         # closes its ZooKeeper session, so its registration is gone before the next `up`.

@@ -17,10 +17,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from markers import mounted, produce_marker, read_back
 
-from secure_kafka import bootstrap, volumes
+from secure_kafka import volumes
 from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.profiles import DEV
@@ -66,39 +65,6 @@ def storage_bytes(storage: Path) -> int:
     return sum(p.stat().st_blocks for p in paths) * 512
 
 
-def produce_marker(env: Environment, topic: str) -> bytes:
-    admin = AdminClient(env.admin_mtls_config())
-    bootstrap.ensure_topic(admin, topic, 1)
-    marker = f"at-rest-marker-{uuid.uuid4().hex}".encode()
-    producer = Producer({**env.admin_mtls_config(), "acks": "all"})
-    producer.produce(topic, marker)
-    assert producer.flush(30) == 0, "marker not delivered"
-    return marker
-
-
-def read_back(env: Environment, topic: str, timeout_s: float = 60) -> list[bytes]:
-    consumer = Consumer({**env.admin_mtls_config(), "group.id": f"at-rest-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
-    try:
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        deadline, values = time.monotonic() + timeout_s, []
-        while time.monotonic() < deadline:
-            message = consumer.poll(1.0)
-            if message is None:
-                if values:
-                    return values
-                continue
-            assert not message.error(), message.error().str()
-            values.append(message.value())
-        return values
-    finally:
-        consumer.close()
-
-
-def mounted(path: str) -> bool:
-    return any(line.split()[1] == path for line in Path("/proc/self/mounts").read_text().splitlines())
-
-
 def loop_devices(image: Path) -> str:
     return subprocess.run(["losetup", "--associated", str(image)], capture_output=True, text=True).stdout.strip()
 
@@ -135,7 +101,7 @@ def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_im
         for volume in (kafka, zookeeper):
             assert not mounted(str(volume.mountpoint)) and not volume.plaintext.exists()
             assert volume.storage.exists() and released(volume)
-        assert not Path(volumes.mountpoint(name, "")).exists()
+        assert not Path(env.volumes.run_dir).exists()
         assert env.status()["encrypted_volumes"]["nodes"] == {"zk-0": "locked", "kafka-0": "locked"}
 
         # Another key (a key file restored from the wrong backup): refused, nothing mounted, nothing re-made.
@@ -150,8 +116,8 @@ def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_im
             patch.setenv("SECURE_KAFKA_PASSPHRASE", "not-the-passphrase")
             with pytest.raises(SecureKafkaError, match="passphrase"):
                 Environment(env.project, name).up()
-        wrong = volumes.EncryptedVolumes(env.project.root, env.project.certs_dir(name), name, ("zk-0", "kafka-0"),
-                                         2, lambda: "not-the-passphrase", backend=volumes.make_backend(backend))
+        wrong = volumes.EncryptedVolumes(env.project.root, env.project.certs_dir(name), name, env.volumes.run_dir,
+                                         ("zk-0", "kafka-0"), 2, lambda: "not-the-passphrase", backend=volumes.make_backend(backend))
         with pytest.raises(SecureKafkaError, match="cannot unwrap the volume key: wrong passphrase"):
             wrong.open()
         assert not mounted(str(kafka.mountpoint)) and not mounted(str(zookeeper.mountpoint))
@@ -164,7 +130,7 @@ def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_im
         assert loop_devices(volume.storage) == "" and volumes.gocryptfs_processes(volume.mountpoint) == []
     assert not (env.project.root / volumes.STORAGE_DIR / name).exists()
     assert not (env.project.certs_dir(name)).exists()
-    assert not Path(volumes.RUN_ROOT, name).exists()
+    assert not Path(env.volumes.run_dir).exists()
 
 
 def test_control_marker_found_in_a_plain_docker_volume(runtime_image, docker_client, tmp_path):
@@ -174,7 +140,7 @@ def test_control_marker_found_in_a_plain_docker_volume(runtime_image, docker_cli
         volume = env.settings.topology.volume(env.settings.topology.brokers[0])
         backing = Path(docker_client.api.inspect_volume(volume)["Mountpoint"])
         assert tree_contains(backing, marker), "the scan did not find the marker in plaintext storage"
-        assert not Path(volumes.RUN_ROOT, env.env).exists()
+        assert not Path(env.volumes.run_dir).exists()
 
 
 # What a broker does when it becomes a replica of many partitions at once (the 50 of the
@@ -205,8 +171,9 @@ print(len(errors), errors[:3])
 def gocryptfs_volume(tmp_path: Path, env: str | None = None) -> volumes.Volume:
     """A gocryptfs volume of a throwaway environment, its storage under ``tmp_path``."""
     env = env or f"t{uuid.uuid4().hex[:6]}"
-    return volumes.Volume(env, "kafka-0", tmp_path / "kafka-0.gocryptfs", Path(volumes.mountpoint(env, "kafka-0")),
-                          Path(volumes.plaintext_dir(env, "kafka-0")), 0)
+    run_dir = volumes.run_dir("tests", env)
+    return volumes.Volume(env, "kafka-0", tmp_path / "kafka-0.gocryptfs", Path(volumes.mountpoint(run_dir, "kafka-0")),
+                          Path(volumes.plaintext_dir(run_dir, "kafka-0")), 0)
 
 
 def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_path):
@@ -227,7 +194,7 @@ def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_p
         assert daemons and {Path(f"/proc/{pid}").stat().st_uid for pid in daemons} == {volumes.CONTAINER_UID}
     finally:
         backend.destroy(volume)
-    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, volume.env).exists()
+    assert not mounted(str(volume.mountpoint)) and not volume.mountpoint.parent.exists()
 
 
 # Unlocks a volume (key in hex on stdin), says so, and waits to be killed.
@@ -270,4 +237,4 @@ def test_a_gocryptfs_volume_outlives_the_process_group_that_unlocked_it(tmp_path
         assert (volume.plaintext / "record").read_text() == "acknowledged"
     finally:
         backend.destroy(volume)
-    assert not mounted(str(volume.mountpoint)) and not Path(volumes.RUN_ROOT, volume.env).exists()
+    assert not mounted(str(volume.mountpoint)) and not volume.mountpoint.parent.exists()

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from environment_secrets import secret_values
 
-from secure_kafka import bootstrap, verify
+from secure_kafka import bootstrap, verify, volumes
 from secure_kafka import settings as sk_settings
 from secure_kafka.dockerclient import connect
 from secure_kafka.engines import pulumi_engine
@@ -45,7 +45,7 @@ def environment_objects(client, env: str) -> dict[str, list[str]]:
     api = client.api
     label = {"label": [f"io.secure-kafka.env={env}"]}
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-              if f"/secure-kafka/{env}/" in line.split()[1]]
+              if f"/{env}/" in line.split()[1] and line.split()[1].startswith(volumes.RUN_ROOT)]
     return {
         "containers": [c["Names"][0] for c in api.containers(all=True, filters=label)],
         "networks": [n["Name"] for n in api.networks(filters=label)],

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from secure_kafka import volumes
 from secure_kafka.environment import Environment
 from secure_kafka.plan import LABEL_ENV
 from secure_kafka.settings import Project
@@ -59,8 +60,9 @@ def leftovers(docker_client, name: str, project_root: Path) -> list[str]:
     if shutil.which("losetup"):
         loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
         found += [f"loop device {line.split(':')[0]}" for line in loops.splitlines() if str(project_root) in line]
-    if Path("/run/secure-kafka", name).exists():
-        found.append(f"mountpoints /run/secure-kafka/{name}")
+    run_dir = Path(volumes.run_dir(Project(project_root).id, name))
+    if run_dir.exists():
+        found.append(f"mountpoints {run_dir}")
     if project_root.exists():  # the temporary project: stack file, certs/<env>/ (PKI, secrets), volumes
         found.append(f"project {project_root}: {sorted(p.name for p in project_root.iterdir())}")
     return found

@@ -36,7 +36,8 @@ def project(tmp_path, monkeypatch) -> settings.Project:
 
 
 def make_store(project, env="dev", profile=profiles.DEV, prompt=None, **overrides) -> CertStore:
-    return CertStore(project, dataclasses.replace(settings.defaults(env, profile), **overrides), prompt=prompt)
+    defaults = dataclasses.replace(settings.defaults(env, profile), project_id=project.id)
+    return CertStore(project, dataclasses.replace(defaults, **overrides), prompt=prompt)
 
 
 @pytest.fixture
@@ -459,7 +460,7 @@ def missing_admin(store: CertStore) -> None:
             "certs/dev/clients/admin/client.key: private key does not match client.crt: "
             "re-issue it with `secure-kafka certs rotate dev --client admin`"]),
         (fewer_sans, [
-            "certs/dev/nodes/kafka-0/keystore.p12: SANs lack 127.0.0.1, localhost, sk-dev-kafka-0, sk-dev-kafka-0.sk-dev: "
+            "certs/dev/nodes/kafka-0/keystore.p12: SANs lack 127.0.0.1, localhost, {network}-kafka-0, {network}-kafka-0.{network}: "
             "re-issue it with `secure-kafka certs rotate dev --node kafka-0`",
             "certs/dev/nodes/kafka-0/keystore.p12: certificate is not the one manifest.json records for 'kafka-0': "
             "re-issue it with `secure-kafka certs rotate dev --node kafka-0`"]),
@@ -484,7 +485,7 @@ def missing_admin(store: CertStore) -> None:
 )
 def test_verify_finds_each_problem(dev, damage, expected):
     damage(dev)
-    assert dev.verify() == expected
+    assert dev.verify() == [line.replace("{network}", dev.settings.topology.network) for line in expected]
 
 
 def test_verify_never_shows_secrets(dev):
@@ -625,7 +626,8 @@ def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) 
 
 def test_tls_succeeds_with_the_environment_ca(tls_envs):
     dev = tls_envs["dev"]
-    for hostname in ("localhost", "sk-dev-kafka-0.sk-dev", "kafka-0"):
+    network = dev.settings.topology.network
+    for hostname in ("localhost", f"{network}-kafka-0.{network}", "kafka-0"):
         assert handshake(server_context(tls_envs["broker_pem"]), client_context(dev.ca_cert_path), hostname) == (None, None)
 
 

@@ -17,11 +17,11 @@ ROOT = Path("/srv/project")
 
 
 def dev() -> Settings:
-    return defaults("dev", profiles.DEV)
+    return dataclasses.replace(defaults("dev", profiles.DEV), project_id="0a1b2c3d")
 
 
 def prod() -> Settings:
-    return defaults("prod", profiles.PROD)
+    return dataclasses.replace(defaults("prod", profiles.PROD), project_id="0a1b2c3d")
 
 
 @pytest.mark.parametrize(
@@ -36,17 +36,17 @@ def test_plan_shape(secrets, make, order):
     cluster = build_plan(ROOT, settings, secrets, IMAGE)
     env = settings.env
     assert cluster.env == env
-    assert cluster.network == f"sk-{env}"
+    assert cluster.network == f"sk-{env}-{settings.project_id}"  # Docker names are host-wide: the project's id
     assert [c.node for c in cluster.containers] == order  # start order: ZooKeeper first
     assert cluster.volumes == ()  # encrypted volumes (the default) are bind mounts, not Docker volumes
-    assert cluster.labels == {plan.LABEL_PROJECT: "secure-kafka", plan.LABEL_ENV: env}
+    assert cluster.labels == {plan.LABEL_PROJECT: settings.project_id, plan.LABEL_ENV: env}
     for spec in cluster.containers:
-        assert spec.name == f"sk-{env}-{spec.node}"
+        assert spec.name == f"sk-{env}-{settings.project_id}-{spec.node}"
         assert spec.hostname == spec.node
         assert spec.image == IMAGE
         assert spec.role == ("zookeeper" if spec.node.startswith("zk-") else "broker")
         assert spec.labels == {
-            plan.LABEL_PROJECT: "secure-kafka",
+            plan.LABEL_PROJECT: settings.project_id,
             plan.LABEL_ENV: env,
             plan.LABEL_ROLE: spec.role,
             plan.LABEL_NODE: spec.node,
@@ -69,7 +69,7 @@ def test_commands_env_and_mounts(secrets, make):
         assert spec.mounts == (
             plan.Mount("bind", f"/srv/project/certs/{env}/runtime/{spec.node}", "/etc/kafka/config", read_only=True),
             plan.Mount("bind", f"/srv/project/certs/{env}/nodes/{spec.node}", "/etc/kafka/tls", read_only=True),
-            plan.Mount("bind", f"/run/secure-kafka/{env}/{spec.node}/data", data),
+            plan.Mount("bind", f"/run/secure-kafka/{settings.project_id}/{env}/{spec.node}/data", data),
             plan.Mount("tmpfs", "", "/tmp"),
         )
         assert spec.user == "10001:10001"

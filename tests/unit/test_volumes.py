@@ -91,8 +91,8 @@ class RecordingBackend:
 
 def env_volumes(tmp_path: Path, passphrase: str = "pw") -> tuple[volumes.EncryptedVolumes, RecordingBackend]:
     backend = RecordingBackend()
-    return volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", ("zk-0", "kafka-0"), 1,
-                                    lambda: passphrase, backend=backend), backend
+    return volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", str(tmp_path / "run" / "dev"),
+                                    ("zk-0", "kafka-0"), 1, lambda: passphrase, backend=backend), backend
 
 
 def test_first_open_creates_keys_0600_and_volumes(tmp_path):
@@ -156,9 +156,12 @@ def test_destroy_removes_images_and_keys(tmp_path):
     assert not (tmp_path / "certs" / "dev" / volumes.KEYS_DIR).exists()
 
 
-def test_paths_are_pure_functions_of_env_and_node():
-    assert volumes.mountpoint("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0"
-    assert volumes.plaintext_dir("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0/data"
+def test_paths_are_pure_functions_of_project_env_and_node():
+    run_dir = volumes.run_dir("0a1b2c3d", "dev")
+    assert run_dir == "/run/secure-kafka/0a1b2c3d/dev"  # per project: another checkout's dev is elsewhere
+    assert volumes.mountpoint(run_dir, "kafka-0") == "/run/secure-kafka/0a1b2c3d/dev/kafka-0"
+    assert volumes.plaintext_dir(run_dir, "kafka-0") == "/run/secure-kafka/0a1b2c3d/dev/kafka-0/data"
+    assert volumes.run_dir("0a1b2c3d", "dev", root="/tmp/r") == "/tmp/r/0a1b2c3d/dev"
 
 
 def test_ioctl_numbers_match_linux_fscrypt_h():
@@ -181,24 +184,25 @@ def test_plan_binds_the_unlocked_volume_when_encrypted(tmp_path, profile):
     for spec in cluster.containers:
         target = "/var/lib/kafka" if spec.role == "broker" else "/var/lib/zookeeper"
         data = [m for m in spec.mounts if m.target == target]
-        assert data == [plan.Mount("bind", f"/run/secure-kafka/{settings.env}/{spec.node}/data", target)]
+        assert data == [plan.Mount("bind", f"/run/secure-kafka/{settings.project_id}/{settings.env}/{spec.node}/data",
+                                   target)]
         assert not any(m.kind == "volume" for m in spec.mounts)
 
 
 def test_plan_uses_named_volumes_when_not_encrypted(tmp_path):
     settings = dataclasses.replace(defaults("dev", profiles.DEV), encrypted_volumes=False)
     cluster = build_plan(ROOT, settings, SecretStore(tmp_path / "secrets.json"), "img:test")
-    assert cluster.volumes == ("sk-dev-zk-0-data", "sk-dev-kafka-0-data")
+    assert cluster.volumes == ("sk-dev-unscoped-zk-0-data", "sk-dev-unscoped-kafka-0-data")
     for spec in cluster.containers:
-        assert plan.Mount("volume", f"sk-dev-{spec.node}-data",
+        assert plan.Mount("volume", f"sk-dev-unscoped-{spec.node}-data",
                           "/var/lib/kafka" if spec.role == "broker" else "/var/lib/zookeeper") in spec.mounts
         assert not any(m.source.startswith("/run/secure-kafka") for m in spec.mounts)
 
 
 def test_no_volume_key_material_in_plan_labels_or_env(tmp_path):
     project, env = tmp_path / "project", "dev"
-    vols = volumes.EncryptedVolumes(project, project / "certs" / env, env, ("zk-0", "kafka-0"), 1,
-                                    lambda: "pw", backend=RecordingBackend())
+    vols = volumes.EncryptedVolumes(project, project / "certs" / env, env, str(tmp_path / "run"), ("zk-0", "kafka-0"),
+                                    1, lambda: "pw", backend=RecordingBackend())
     vols.open()
     keys = [volumes.unwrap_key(volumes.key_path(project / "certs" / env, n).read_text(), "pw", env, n, "k")
             for n in ("zk-0", "kafka-0")]
@@ -239,12 +243,14 @@ def test_unknown_backend_refused(value, message):
 def test_backend_choice_decides_the_storage_not_the_plaintext_path(tmp_path, name, cls, suffix):
     backend = volumes.make_backend(name)
     assert isinstance(backend, cls) and backend.name == name
-    vols = volumes.EncryptedVolumes(ROOT, ROOT / "certs" / "dev", "dev", ("kafka-0",), 1, lambda: "pw", backend=backend)
+    run_dir = volumes.run_dir("unscoped", "dev")
+    vols = volumes.EncryptedVolumes(ROOT, ROOT / "certs" / "dev", "dev", run_dir, ("kafka-0",), 1, lambda: "pw",
+                                    backend=backend)
     volume = vols.volume("kafka-0")
     assert volume.storage == ROOT / ".volumes" / "dev" / f"kafka-0{suffix}"
     assert volume.partial == ROOT / ".volumes" / "dev" / f".kafka-0{suffix}.partial"
     # The plan's bind-mount source is the same whichever backend: the plan needs no backend.
-    assert str(volume.plaintext) == volumes.plaintext_dir("dev", "kafka-0") == "/run/secure-kafka/dev/kafka-0/data"
+    assert str(volume.plaintext) == volumes.plaintext_dir(run_dir, "kafka-0") == "/run/secure-kafka/unscoped/dev/kafka-0/data"
     settings = dataclasses.replace(defaults("dev", profiles.DEV), volume_backend=name)
     cluster = build_plan(ROOT, settings, SecretStore(tmp_path / "secrets.json"), "img:test")
     assert plan.Mount("bind", str(volume.plaintext), "/var/lib/kafka") in cluster.containers[1].mounts
@@ -268,8 +274,8 @@ def test_volume_of_another_backend_refused_never_made_again(tmp_path, made, conf
     storage = volumes.storage_path(tmp_path, "dev", "kafka-0", made_by.suffix)
     storage.parent.mkdir(parents=True)
     storage.mkdir() if made == "gocryptfs" else storage.write_bytes(b"ciphertext")
-    vols = volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", ("zk-0", "kafka-0"), 1,
-                                    lambda: "pw", backend=volumes.make_backend(configured))
+    vols = volumes.EncryptedVolumes(tmp_path, tmp_path / "certs" / "dev", "dev", str(tmp_path / "run" / "dev"),
+                                    ("zk-0", "kafka-0"), 1, lambda: "pw", backend=volumes.make_backend(configured))
     with pytest.raises(SecureKafkaError, match=(
             rf"kafka-0{made_by.suffix}: the volume of kafka-0 is {made}, but volumeBackend is {configured}: "
             rf"set secure-kafka:volumeBackend to {made} in Pulumi.dev.yaml, or `secure-kafka down dev --purge`")):

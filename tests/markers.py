@@ -1,0 +1,47 @@
+"""Records and mounts that tests check for: a marker produced through Kafka and read back, and
+whether a path is mounted on the host."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from secure_kafka import bootstrap
+from secure_kafka.environment import Environment
+
+
+def produce_marker(env: Environment, topic: str) -> bytes:
+    admin = AdminClient(env.admin_mtls_config())
+    bootstrap.ensure_topic(admin, topic, 1)
+    marker = f"at-rest-marker-{uuid.uuid4().hex}".encode()
+    producer = Producer({**env.admin_mtls_config(), "acks": "all"})
+    producer.produce(topic, marker)
+    assert producer.flush(30) == 0, "marker not delivered"
+    return marker
+
+
+def read_back(env: Environment, topic: str, timeout_s: float = 60) -> list[bytes]:
+    consumer = Consumer({**env.admin_mtls_config(), "group.id": f"at-rest-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline, values = time.monotonic() + timeout_s, []
+        while time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None:
+                if values:
+                    return values
+                continue
+            assert not message.error(), message.error().str()
+            values.append(message.value())
+        return values
+    finally:
+        consumer.close()
+
+
+def mounted(path: str) -> bool:
+    return any(line.split()[1] == path for line in Path("/proc/self/mounts").read_text().splitlines())
