@@ -201,7 +201,7 @@ def test_gocryptfs_volume_takes_concurrent_creates_from_the_container_user(tmp_p
 UNLOCK_AND_WAIT = """
 import sys, time
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
+sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]  # this module, and tests/ (markers)
 from test_encryption_at_rest import gocryptfs_volume
 from secure_kafka import volumes
 volume = gocryptfs_volume(Path(sys.argv[1]), sys.argv[2])
