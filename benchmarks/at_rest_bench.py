@@ -34,10 +34,15 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from throughput import (  # benchmarks/ is on sys.path when a script runs
+    PAYLOAD_KINDS,
+    payloads,
+    produce_all,
+)
 
-from secure_kafka import bootstrap, volumes
 from secure_kafka.dockerclient import connect
-from throughput import PAYLOAD_KINDS, payloads, produce_all  # benchmarks/ is on sys.path when a script runs
+from secure_kafka.ops import provision
+from secure_kafka.storage import volumes
 from secure_kafka.testing import running_environment
 
 TARGET_OVERHEAD = 0.10
@@ -67,7 +72,7 @@ def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
     config = env.admin_mtls_config()
     admin = AdminClient(config)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    bootstrap.ensure_topic(admin, topic, 1, args.partitions)
+    provision.ensure_topic(admin, topic, 1, args.partitions)
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     values = payloads(args.payload, args.size)

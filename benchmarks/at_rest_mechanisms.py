@@ -4,7 +4,7 @@ Sequential write (1 MiB blocks, fsync at the end) and cold sequential read of on
 through each of:
 
 - ``plain-loop``: an unencrypted ext4 image, loop-mounted (the baseline of the layout we use);
-- ``fscrypt-loop``: the same with ext4 native encryption, through ``secure_kafka.volumes``
+- ``fscrypt-loop``: the same with ext4 native encryption, through ``secure_kafka.storage.volumes``
   (what ``up`` does: AES-256-XTS contents, AES-256-CTS names, v2 policy);
 - ``gocryptfs``: a gocryptfs (FUSE) view of a directory on the host filesystem (skipped with
   a note when ``gocryptfs`` is not installed).
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from secure_kafka import volumes
+from secure_kafka.storage import volumes
 
 BLOCK = 2**20
 

@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from secure_kafka import certstore, profiles, settings
-from secure_kafka.certstore import CertStore
+from secure_kafka.model import profiles, settings
+from secure_kafka.pki import certstore
+from secure_kafka.pki.certstore import CertStore
 
 TARGET_SECONDS = 1.0
 APPLICATION_CLIENTS = ("orders-app", "billing-app")

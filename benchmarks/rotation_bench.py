@@ -15,9 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
-from secure_kafka import rotation
+from secure_kafka.build.image import ensure_image
 from secure_kafka.dockerclient import connect
-from secure_kafka.image import ensure_image
+from secure_kafka.pki import rotation
 from secure_kafka.testing import running_environment
 
 

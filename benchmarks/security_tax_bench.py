@@ -34,13 +34,17 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from throughput import (  # benchmarks/ is on sys.path when a script runs
+    PAYLOAD_KINDS,
+    payloads,
+    produce_all,
+)
 
-from secure_kafka import acladmin, clients, users
-from secure_kafka.acl import Binding
+from secure_kafka.build.image import ensure_image
 from secure_kafka.dockerclient import connect
-from throughput import PAYLOAD_KINDS, payloads, produce_all  # benchmarks/ is on sys.path when a script runs
-from secure_kafka.image import ensure_image
-from secure_kafka.secretstore import scram_password_name
+from secure_kafka.model.acl import Binding
+from secure_kafka.ops import acladmin, clients, users
+from secure_kafka.pki.secretstore import scram_password_name
 from secure_kafka.testing import running_environment
 
 TARGET_LOSS = 0.10

@@ -8,13 +8,19 @@ client files are; its passwords only as secrets. See README "Pulumi".
 from __future__ import annotations
 
 import pulumi
-from component import SecureKafkaCluster, SecureKafkaClusterArgs, stack_env
 
-from secure_kafka import acladmin, image, policy
+from secure_kafka.build import image
 from secure_kafka.dockerclient import connect
-from secure_kafka.environment import ADMIN, Environment
-from secure_kafka.secretstore import scram_password_name
-from secure_kafka.settings import Project
+from secure_kafka.engines.pulumi.component import (
+    SecureKafkaCluster,
+    SecureKafkaClusterArgs,
+    stack_env,
+)
+from secure_kafka.model import policy
+from secure_kafka.model.settings import Project
+from secure_kafka.ops import acladmin
+from secure_kafka.ops.environment import ADMIN, Environment
+from secure_kafka.pki.secretstore import scram_password_name
 
 env = stack_env()
 project = Project.find()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import docker
 import docker.errors
+
+import docker
 
 from .errors import SecureKafkaError
 

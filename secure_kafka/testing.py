@@ -31,16 +31,16 @@ from pathlib import Path
 
 import pytest
 
-from . import acladmin, users
-from . import settings as sk_settings
-from .acl import acl_file
-from .certstore import PASSPHRASE_ENV
-from .environment import ADMIN, Environment
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
-from .profiles import get_profile
+from .model import settings as sk_settings
+from .model.acl import acl_file
+from .model.profiles import get_profile
+from .model.settings import Project
+from .ops import acladmin, users
+from .ops.environment import ADMIN, Environment
+from .pki.certstore import PASSPHRASE_ENV
 from .proc import Progress
-from .settings import Project
 
 
 def free_port_base() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from secure_kafka.settings import Project
+from secure_kafka.model.settings import Project
 
 
 def secret_values(project: Project, env: str) -> list[str]:

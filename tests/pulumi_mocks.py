@@ -20,7 +20,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as runtime_settings
 
-from secure_kafka.plan import NANOS
+from secure_kafka.build.plan import NANOS
 
 PROJECT = "secure-kafka"
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from .. import acladmin, users
-from ..acl import AclPlan
 from ..errors import SecureKafkaError
+from ..model.acl import AclPlan
+from ..ops import acladmin, users
 from .cluster import EnvArg, open_env
 from .common import echo_json, reporting
 

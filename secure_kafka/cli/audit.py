@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from .. import audit as audit_mod
 from ..dockerclient import connect
+from ..ops import audit as audit_mod
 from .cluster import EnvArg, open_env
 from .common import echo_json, reporting
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..certstore import CertStore
 from ..errors import SecureKafkaError
-from ..settings import Project
+from ..model.settings import Project
+from ..pki.certstore import CertStore
 from . import common
 
 app = typer.Typer(help="The environment's PKI: CA, node and client certificates, keystores.", no_args_is_help=True)
@@ -88,8 +88,8 @@ def rotate(
     kept in certs/ENV/rotation/: an interrupted rotation is continued with --resume or undone
     with --abort.
     """
-    from .. import rotation
-    from ..environment import Environment
+    from ..ops.environment import Environment
+    from ..pki import rotation
 
     with common.reporting():
         if resume and abort:

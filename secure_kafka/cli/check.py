@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from .. import policy
-from ..settings import Project
+from ..model import policy
+from ..model.settings import Project
 from .common import echo_json, reporting
 
 app = typer.Typer()

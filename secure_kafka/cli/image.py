@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .. import image as runtime_image
+from ..build import image as runtime_image
 from ..dockerclient import connect
 from .common import progress, reporting
 

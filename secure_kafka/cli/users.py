@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .. import users as users_mod
+from ..ops import users as users_mod
 from .cluster import EnvArg, open_env
 from .common import echo_json, reporting
 

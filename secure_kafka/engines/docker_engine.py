@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import docker.errors
 
-from ..errors import SecureKafkaError
-from ..plan import (
+import docker
+
+from ..build.plan import (
     LABEL_NODE,
     LABEL_ROLE,
     LABEL_SPEC_HASH,
@@ -25,8 +25,14 @@ from ..plan import (
     ContainerSpec,
     spec_hash,
 )
+from ..errors import SecureKafkaError
 from ..proc import Progress, quiet
-from .shared import STOP_TIMEOUT_S, TMPFS_OPTIONS, container_labels, write_rendered_files
+from .shared import (
+    STOP_TIMEOUT_S,
+    TMPFS_OPTIONS,
+    container_labels,
+    write_rendered_files,
+)
 
 # Kafka's zookeeper.session.timeout.ms (18 s, not overridden), plus a margin: how long the
 # registration of a broker that was killed, not stopped, outlives it in ZooKeeper.

@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..build.plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
 from ..fsutil import write_atomic
-from ..plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
 
 # How long a container gets to stop before SIGKILL: a broker's controlled shutdown (leadership
 # handed over, ZooKeeper session closed). A killed broker's registration lingers in ZooKeeper

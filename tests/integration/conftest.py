@@ -11,10 +11,10 @@ import ssl
 import threading
 import uuid
 
-import docker
 import pytest
 
-from secure_kafka import image as image_builder
+import docker
+from secure_kafka.build import image as image_builder
 from secure_kafka.dockerclient import connect
 from secure_kafka.pki import CA
 from secure_kafka.testing import running_environment

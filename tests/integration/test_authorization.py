@@ -15,13 +15,20 @@ import uuid
 import pytest
 import yaml
 from confluent_kafka import Consumer, KafkaException, Producer
-from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic, \
-    ResourcePatternType, ResourceType
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
-from secure_kafka import acl, acladmin, audit, bootstrap, clients, users
 from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
-
+from secure_kafka.model import acl
+from secure_kafka.ops import acladmin, audit, clients, provision, users
 
 # Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
 ORIGINAL_RULES: dict[str, list] = {}
@@ -91,7 +98,7 @@ def authz(dev_env):
     name, topic_a, topic_b = f"authz-{tag}", f"authz-{tag}-a", f"authz-{tag}-b"
     admin = users.admin_client(dev_env)
     for topic in (topic_a, topic_b):
-        bootstrap.ensure_topic(admin, topic, 1)
+        provision.ensure_topic(admin, topic, 1)
     users.add(dev_env, name)
     acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
     original = acl_path.read_text() if acl_path.exists() else None

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from markers import mounted, produce_marker, read_back
 
-from secure_kafka import volumes
-from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.profiles import DEV
+from secure_kafka.model.profiles import DEV
+from secure_kafka.ops.environment import Environment
+from secure_kafka.storage import volumes
 from secure_kafka.testing import running_environment
 
 CHUNK = 2**20

@@ -4,7 +4,7 @@ The shared dev environment was stood up by the Docker engine; ``docker inspect``
 containers is compared with the inputs the Pulumi component declares (under Pulumi's
 mocks) for the same plan: command, env, mounts, tmpfs, ports, labels (spec hash included),
 user, healthcheck, hardening, limits, network and aliases. The PIDs limit is no container
-input on the Pulumi side (``engines.pulumi_pids`` sets it). ``test_pulumi_up.py`` compares
+input on the Pulumi side (``engines.pulumi.pids`` sets it). ``test_pulumi_up.py`` compares
 the containers the real Pulumi engine made with the Docker engine's.
 """
 
@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 
 import pulumi_mocks as mocks  # tests/pulumi_mocks.py
-from component import SecureKafkaCluster, SecureKafkaClusterArgs
 
-from secure_kafka.planner import build_plan
+from secure_kafka.build.planner import build_plan
+from secure_kafka.engines.pulumi.component import (
+    SecureKafkaCluster,
+    SecureKafkaClusterArgs,
+)
 
 CONTAINER = "docker:index/container:Container"
 
@@ -43,7 +46,7 @@ def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, runt
     assert sorted(declared) == sorted(running) == sorted(s.name for s in plan.containers)
     for name in running:
         assert declared[name] == running[name], name
-    # Not a container input (Pulumi sets it with a resource of its own, engines.pulumi_pids): checked here.
+    # Not a container input (Pulumi sets it with a resource of its own, engines.pulumi.pids): checked here.
     for spec in plan.containers:
         assert docker_client.api.inspect_container(spec.name)["HostConfig"]["PidsLimit"] == spec.pids_limit
 

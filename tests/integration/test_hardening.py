@@ -11,10 +11,10 @@ import uuid
 import pytest
 import yaml
 
-from secure_kafka.environment import Environment
+from secure_kafka.build.plan import LABEL_ENV
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.plan import LABEL_ENV
-from secure_kafka.settings import Project
+from secure_kafka.model.settings import Project
+from secure_kafka.ops.environment import Environment
 
 
 def _objects_of(docker_client, env: str) -> list[str]:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from secure_kafka import certstore, profiles, settings
-from secure_kafka.certstore import CertStore
+from secure_kafka.model import profiles, settings
+from secure_kafka.pki import certstore
+from secure_kafka.pki.certstore import CertStore
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,11 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from secure_kafka import bootstrap, probes, verify
-from secure_kafka.environment import ADMIN
+from secure_kafka import verify
+from secure_kafka.ops import provision
+from secure_kafka.ops.environment import ADMIN
 from secure_kafka.testing import running_environment
+from secure_kafka.verify import probes
 
 RECORDS_BEFORE, RECORDS_AFTER = 200, 200
 pytestmark = pytest.mark.prod_shape
@@ -93,9 +95,9 @@ def test_prod_hardening_holds_inside_the_containers(prod_env, docker_client):
 
 
 def test_leader_kill_loses_no_acked_record(prod_env, docker_client):
-    admin = bootstrap.wait_for_admin(prod_env.admin_mtls_config(), 3)
+    admin = provision.wait_for_admin(prod_env.admin_mtls_config(), 3)
     topic = f"replicated-{uuid.uuid4().hex[:6]}"
-    bootstrap.ensure_topic(admin, topic, replication_factor=3)
+    provision.ensure_topic(admin, topic, replication_factor=3)
     acked: list[bytes] = []
     failed: list[str] = []
 

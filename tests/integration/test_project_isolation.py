@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import docker
+from markers import mounted, produce_marker, read_back
 from typer.testing import CliRunner
 
-from markers import mounted, produce_marker, read_back
+import docker
 from secure_kafka.cli import app
-from secure_kafka.environment import Environment
+from secure_kafka.ops.environment import Environment
 from secure_kafka.testing import running_environment
 
 TWIN = "twin"  # the environment name both projects use

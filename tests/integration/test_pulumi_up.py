@@ -24,15 +24,17 @@ import pytest
 import yaml
 from environment_secrets import secret_values
 
-from secure_kafka import bootstrap, verify, volumes
-from secure_kafka import settings as sk_settings
+from secure_kafka import verify
+from secure_kafka.build.planner import build_plan
 from secure_kafka.dockerclient import connect
-from secure_kafka.engines import pulumi_engine
 from secure_kafka.engines.docker_engine import DockerEngine
-from secure_kafka.environment import ADMIN, Environment
-from secure_kafka.planner import build_plan
-from secure_kafka.profiles import get_profile
-from secure_kafka.settings import Project
+from secure_kafka.engines.pulumi import engine as pulumi_engine
+from secure_kafka.model import settings as sk_settings
+from secure_kafka.model.profiles import get_profile
+from secure_kafka.model.settings import Project
+from secure_kafka.ops import provision
+from secure_kafka.ops.environment import ADMIN, Environment
+from secure_kafka.storage import volumes
 from secure_kafka.testing import free_port_base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +102,7 @@ def test_pulumi_preview_up_noop_change_destroy(pulumi_project, docker_client, ru
     env = Environment(project, ENV)
     card = verify.run(env)
     assert card.passed, [(p.probe, p.observed) for p in card.failed]  # every probe: refusals, hardening, PIDs limits
-    bootstrap.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), bootstrap.VERIFY_TOPIC)
+    provision.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), provision.VERIFY_TOPIC)
 
     second = engine.up(passphrase)
     assert second.changed() == {}, f"a second pulumi up changed {second.changed()}"
@@ -111,7 +113,7 @@ def test_pulumi_preview_up_noop_change_destroy(pulumi_project, docker_client, ru
     assert changed == {"sk-pulumi-kafka-0": "replace", "sk-pulumi-kafka-0-pids-limit": "update",
                        "sk-pulumi-bootstrap": "update"}, changed
     env = Environment(project, ENV)
-    bootstrap.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), bootstrap.VERIFY_TOPIC)
+    provision.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), provision.VERIFY_TOPIC)
     assert verify.run(env, quick=True).passed
     pulumi_made = container_views(docker_client, env)
 

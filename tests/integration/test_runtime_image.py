@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from secure_kafka import KAFKA_VERSION, probes
+from secure_kafka import KAFKA_VERSION
+from secure_kafka.verify import probes
 
 ZOO_CFG = "dataDir=/var/lib/zookeeper\nclientPort=2181\nadmin.enableServer=false\ntickTime=2000\n"
 SERVER_PROPERTIES = """broker.id=0

@@ -19,10 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-from secure_kafka import volumes
-from secure_kafka.environment import Environment
-from secure_kafka.plan import LABEL_ENV
-from secure_kafka.settings import Project
+from secure_kafka.build.plan import LABEL_ENV
+from secure_kafka.model.settings import Project
+from secure_kafka.ops.environment import Environment
+from secure_kafka.storage import volumes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "ci-example"
 UP_LINE = re.compile(r"secure-kafka: environment (\S+) up \(project (\S+)\)")

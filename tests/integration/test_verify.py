@@ -18,10 +18,12 @@ from pathlib import Path
 
 import yaml
 
-from secure_kafka import acladmin, probes, users, verify
-from secure_kafka.acl import Binding
-from secure_kafka.environment import Environment
+from secure_kafka import verify
+from secure_kafka.model.acl import Binding
+from secure_kafka.ops import acladmin, users
+from secure_kafka.ops.environment import Environment
 from secure_kafka.testing import running_environment
+from secure_kafka.verify import probes
 
 LOCAL = "127.0.0.1"
 CLI = Path(sys.executable).parent / "secure-kafka"

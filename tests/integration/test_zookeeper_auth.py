@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from secure_kafka import probes, secretstore
-from secure_kafka.topology import ZK_SECURE_CLIENT_PORT
+from secure_kafka.model.topology import ZK_SECURE_CLIENT_PORT
+from secure_kafka.pki import secretstore
+from secure_kafka.verify import probes
 
 
 def zookeeper_shell(env, runtime_image, probe_dir, *command, tls=True, sasl=False) -> str:
-    """The library's ZooKeeper shell probe (secure_kafka.probes), with a broker's TLS stores."""
+    """The library's ZooKeeper shell probe (secure_kafka.verify.probes), with a broker's TLS stores."""
     broker = env.settings.topology.brokers[0]
     zk = env.settings.topology.zookeepers[0]
     return probes.zookeeper_shell(

@@ -1,6 +1,6 @@
 """Unit-test setup: Pulumi's mocks are in place before any test imports the Pulumi program.
 
-The program (``infra/``, on the path by ``tests/conftest.py``) is tested under
+The program (``infra/``) is tested under
 ``pulumi.runtime.set_mocks``: no Pulumi CLI, no engine, no docker plugin.
 """
 
@@ -12,7 +12,7 @@ import pulumi
 import pulumi_mocks as mocks  # tests/pulumi_mocks.py
 import pytest
 
-from secure_kafka.secretstore import SecretStore
+from secure_kafka.pki.secretstore import SecretStore
 
 pulumi.runtime.set_mocks(mocks.RecordingMocks(), project=mocks.PROJECT, stack="dev", preview=False)
 

@@ -6,9 +6,10 @@ import textwrap
 
 import pytest
 
-from secure_kafka import acl, audit
-from secure_kafka.acl import Binding
 from secure_kafka.errors import SecureKafkaError
+from secure_kafka.model import acl
+from secure_kafka.model.acl import Binding
+from secure_kafka.ops import audit
 
 USERS = {"orders-app", "billing", "ops"}
 SOURCE = "acls/dev.yaml"

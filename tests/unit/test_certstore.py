@@ -19,10 +19,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from secure_kafka import certstore, pki, profiles, settings
-from secure_kafka.certstore import CertStore
+from secure_kafka import pki
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.secretstore import SecretStore, store_password_name
+from secure_kafka.model import profiles, settings
+from secure_kafka.pki import certstore
+from secure_kafka.pki.certstore import CertStore
+from secure_kafka.pki.secretstore import SecretStore, store_password_name
 
 AS_ROOT = os.geteuid() == 0
 PROD_PASSPHRASE = "a long enough prod passphrase"

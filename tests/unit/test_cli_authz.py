@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from secure_kafka import certstore
 from secure_kafka.cli import app
+from secure_kafka.pki import certstore
 
 runner = CliRunner()
 

@@ -7,8 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from secure_kafka import certstore, profiles, settings
 from secure_kafka.cli import app
+from secure_kafka.model import profiles, settings
+from secure_kafka.pki import certstore
 
 runner = CliRunner()
 

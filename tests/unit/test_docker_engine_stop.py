@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from secure_kafka.build.plan import LABEL_ROLE
 from secure_kafka.engines import docker_engine
-from secure_kafka.plan import LABEL_ROLE
 
 
 class FakeApi:

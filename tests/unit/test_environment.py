@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from secure_kafka import acladmin, bootstrap, users
-from secure_kafka import settings as sk_settings
-from secure_kafka.environment import Environment
-from secure_kafka.profiles import DEV
-from secure_kafka.settings import Project
+from secure_kafka.model import settings as sk_settings
+from secure_kafka.model.profiles import DEV
+from secure_kafka.model.settings import Project
+from secure_kafka.ops import acladmin, provision, users
+from secure_kafka.ops.environment import Environment
 
 
 def test_the_verify_topic_takes_the_stack_files_replication_factor(tmp_path, monkeypatch):
@@ -17,11 +17,11 @@ def test_the_verify_topic_takes_the_stack_files_replication_factor(tmp_path, mon
     settings = dataclasses.replace(sk_settings.defaults("staging", DEV), brokers=3, replication_factor=3)
     assert DEV.replication_factor == 1
     made: dict[str, int] = {}
-    monkeypatch.setattr(bootstrap, "wait_for_admin", lambda *args, **kwargs: "admin client")
+    monkeypatch.setattr(provision, "wait_for_admin", lambda *args, **kwargs: "admin client")
     monkeypatch.setattr(users, "scram_users", lambda env: [])
-    monkeypatch.setattr(bootstrap, "ensure_scram_users", lambda *args: [])
+    monkeypatch.setattr(provision, "ensure_scram_users", lambda *args: [])
     monkeypatch.setattr(acladmin, "bootstrap_acls", lambda *args: None)
-    monkeypatch.setattr(bootstrap, "ensure_topic", lambda admin, topic, replication, *args: made.update({topic: replication}))
-    monkeypatch.setattr(bootstrap, "round_trip", lambda *args: 0.1)
+    monkeypatch.setattr(provision, "ensure_topic", lambda admin, topic, replication, *args: made.update({topic: replication}))
+    monkeypatch.setattr(provision, "round_trip", lambda *args: 0.1)
     Environment(Project(tmp_path), "staging", settings=settings).bootstrap()
-    assert made == {bootstrap.VERIFY_TOPIC: 3}
+    assert made == {provision.VERIFY_TOPIC: 3}

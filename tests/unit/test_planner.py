@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from secure_kafka import plan, profiles, render
+from secure_kafka.build import plan, render
+from secure_kafka.build.planner import build_plan
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.planner import build_plan
-from secure_kafka.settings import Settings, defaults
+from secure_kafka.model import profiles
+from secure_kafka.model.settings import Settings, defaults
 
 IMAGE = "secure-kafka-runtime:test"
 ROOT = Path("/srv/project")

@@ -11,11 +11,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from secure_kafka import environment, policy, profiles, render, settings
+from secure_kafka.build import render
+from secure_kafka.build.planner import build_plan
 from secure_kafka.cli import app
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.planner import build_plan
-from secure_kafka.secretstore import SecretStore
+from secure_kafka.model import policy, profiles, settings
+from secure_kafka.ops import environment
+from secure_kafka.pki.secretstore import SecretStore
 
 runner = CliRunner()
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -256,7 +258,7 @@ def test_readme_profile_table_is_generated_from_the_profiles():
     text = README.read_text()
     match = re.search(r"<!-- profile-table:begin -->\n(.*?)<!-- profile-table:end -->", text, re.S)
     assert match, "README.md lost its profile-table markers"
-    assert match.group(1) == profiles.markdown_table(), "regenerate it: python -m secure_kafka.profiles"
+    assert match.group(1) == profiles.markdown_table(), "regenerate it: python -m secure_kafka.model.profiles"
 
 
 def test_readme_names_every_setting_key():

@@ -9,22 +9,27 @@ from __future__ import annotations
 import json
 import os
 import runpy
-import sys
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pulumi_mocks as mocks
 import pytest
 import yaml
 from environment_secrets import secret_values
-from component import SecureKafkaCluster, SecureKafkaClusterArgs, cpus_input
 
-from secure_kafka import image, plan as plan_mod
+from secure_kafka.build import image
+from secure_kafka.build import plan as plan_mod
+from secure_kafka.build.planner import build_plan
+from secure_kafka.engines.pulumi.component import (
+    SecureKafkaCluster,
+    SecureKafkaClusterArgs,
+    cpus_input,
+)
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.planner import build_plan
-from secure_kafka.secretstore import SecretStore
-from secure_kafka.settings import Project
+from secure_kafka.model.settings import Project
+from secure_kafka.pki.secretstore import SecretStore
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -286,7 +291,7 @@ def test_parity_view_sees_a_deliberate_change(tmp_path):
 
 
 def test_engine_choice(monkeypatch, tmp_path):
-    from secure_kafka.engines import pulumi_engine
+    from secure_kafka.engines.pulumi import engine as pulumi_engine
 
     monkeypatch.setattr(pulumi_engine, "CHECKOUT_TOOLS", tmp_path / "no-checkout-build")
     monkeypatch.setenv("PULUMI_HOME", str(tmp_path))
@@ -303,7 +308,7 @@ def test_engine_choice(monkeypatch, tmp_path):
 
 
 def test_the_checkout_build_comes_first_and_downloads_nothing(monkeypatch, tmp_path):
-    from secure_kafka.engines import pulumi_engine
+    from secure_kafka.engines.pulumi import engine as pulumi_engine
 
     checkout = tmp_path / "tools"
     (checkout / "bin").mkdir(parents=True)
@@ -320,7 +325,7 @@ def test_the_checkout_build_comes_first_and_downloads_nothing(monkeypatch, tmp_p
 
 
 def test_step_ops_count_a_replacement_once():
-    from secure_kafka.engines.pulumi_engine import StackUpdate, _Steps
+    from secure_kafka.engines.pulumi.engine import StackUpdate, _Steps
 
     steps = _Steps()
     for urn, op in [("urn:pulumi:ci::secure-kafka::docker:index/container:Container::sk-ci-kafka-0", "delete-replaced"),

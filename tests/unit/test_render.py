@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from secure_kafka import profiles, render, secretstore
+from secure_kafka.build import render
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.settings import Settings, defaults
+from secure_kafka.model import profiles
+from secure_kafka.model.settings import Settings, defaults
+from secure_kafka.pki import secretstore
 
 
 def parse_properties(text: str) -> dict[str, str]:

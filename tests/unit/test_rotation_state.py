@@ -13,15 +13,26 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
-
-from secure_kafka import pki, profiles, rotation, settings
-from secure_kafka.certstore import CertStore
-from secure_kafka.errors import SecureKafkaError
-from secure_kafka.plan import spec_hash
-from secure_kafka.planner import build_plan
-from secure_kafka.rotation import CA, INITIAL, LEAF, NEW, OLD, Material, Phase, Rotation, State
-
 from interruption import Killed, kill_at
+
+from secure_kafka import pki
+from secure_kafka.build.plan import spec_hash
+from secure_kafka.build.planner import build_plan
+from secure_kafka.errors import SecureKafkaError
+from secure_kafka.model import profiles, settings
+from secure_kafka.pki import rotation
+from secure_kafka.pki.certstore import CertStore
+from secure_kafka.pki.rotation import (
+    CA,
+    INITIAL,
+    LEAF,
+    NEW,
+    OLD,
+    Material,
+    Phase,
+    Rotation,
+    State,
+)
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from secure_kafka import settings
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.profiles import PROFILES
+from secure_kafka.model import settings
+from secure_kafka.model.profiles import PROFILES
 
 
 def test_every_key_has_help():

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from secure_kafka import probes, verify
+from secure_kafka import verify
+from secure_kafka.verify import checks, probes
 
 
 def card(*passed: bool, quick: bool = False) -> verify.Scorecard:
@@ -62,7 +63,7 @@ def test_a_broken_probe_fails_every_probe_of_its_group():
     def broken(_target):
         raise RuntimeError("docker went away")
 
-    results = verify._run_group(broken, ("tls.v1.0", "tls.v1.1"), target=None)
+    results = checks._run_group(broken, ("tls.v1.0", "tls.v1.1"), target=None)
     assert [(r.probe, r.passed, r.observed) for r in results] == [
         ("tls.v1.0", False, "probe error: docker went away"), ("tls.v1.1", False, "probe error: docker went away")]
 
@@ -86,7 +87,7 @@ def _outcome(ok: bool, answered: bool = True) -> probes.HandshakeResult:
     ],
 )
 def test_a_refusal_probe_needs_every_listener_to_answer_and_refuse(outcomes, passed, observed):
-    outcome = verify._refused("tls.v1.1", outcomes)
+    outcome = checks._refused("tls.v1.1", outcomes)
     assert outcome.passed is passed
     assert outcome.observed.startswith(observed)
 

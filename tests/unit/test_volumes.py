@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from secure_kafka import plan, profiles, volumes
+from secure_kafka.build import plan
+from secure_kafka.build.planner import build_plan
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.planner import build_plan
-from secure_kafka.secretstore import SecretStore
-from secure_kafka.settings import defaults, from_config, to_config
+from secure_kafka.model import profiles
+from secure_kafka.model.settings import defaults, from_config, to_config
+from secure_kafka.pki.secretstore import SecretStore
+from secure_kafka.storage import volumes
 
 KEY = os.urandom(volumes.MASTER_KEY_BYTES)
 ROOT = Path("/srv/project")
@@ -257,8 +259,8 @@ def test_backend_choice_decides_the_storage_not_the_plaintext_path(tmp_path, nam
 
 
 def test_environment_uses_the_configured_backend(tmp_path):
-    from secure_kafka.environment import Environment
-    from secure_kafka.settings import Project
+    from secure_kafka.model.settings import Project
+    from secure_kafka.ops.environment import Environment
 
     project = Project(tmp_path)
     project.write(dataclasses.replace(defaults("dev", profiles.DEV), volume_backend="fscrypt"))

@@ -1,0 +1,120 @@
+"""Names, addresses and ports of an environment's nodes (and the admin principal's name):
+pure functions of its settings.
+
+PKI (SANs), rendering (listeners, quorum) and the plan (containers, ports) all read the
+topology, so a name is decided in exactly one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import SecureKafkaError
+
+# Container-side ports that are the same in every environment.
+ZK_SECURE_CLIENT_PORT = 2182
+ZK_QUORUM_PORT = 2888
+ZK_ELECTION_PORT = 3888
+BROKER_INTERNAL_PORT = 9091  # inter-broker TLS (mTLS), advertised on the Docker network
+# Every environment's administrator: a client certificate (mTLS) and a SCRAM user of this
+# name, a super user beside the brokers. Outside tools rely on the name.
+ADMIN = "admin"
+# What the principal mapping rule captures from a certificate's CN (node and principal
+# names alike); names outside it would not map.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
+# Client principals may not take a node's name: its certificate would map to the broker's
+# principal (User:kafka-0), a super user.
+RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk)-[0-9]+$")
+# The user every container runs as (user kafka of docker/Dockerfile): it owns what the nodes
+# read and write on the host, their TLS files and their volumes' data.
+CONTAINER_UID = 10001
+
+# Offsets of a broker's published listeners from ``port_base + 10 * index``.
+LISTENER_PORT_OFFSETS = {"sasl_ssl": 1, "ssl": 2, "plaintext": 3}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One ZooKeeper node or broker."""
+
+    name: str  # short name and network alias: zk-0, kafka-1
+    role: str  # "zookeeper" or "broker"
+    index: int
+    container: str  # Docker container name: sk-<env>-<project id>-kafka-1
+    network: str
+
+    @property
+    def dns_names(self) -> tuple[str, ...]:
+        """Every name the node is reached or reverse-resolved by on the Docker network.
+
+        ZooKeeper checks client certificates against the reverse DNS name of the peer's
+        address, which Docker answers with ``<container>.<network>``: it must be a SAN.
+        """
+        return (self.name, self.container, f"{self.container}.{self.network}")
+
+
+@dataclass(frozen=True)
+class Topology:
+    env: str
+    zookeeper_count: int
+    broker_count: int
+    port_base: int
+    bind_address: str
+    project_id: str  # settings.Project.id: Docker names are host-wide, environments per project
+
+    @property
+    def network(self) -> str:
+        """The environment's Docker network, and the prefix of every other Docker name it has."""
+        return f"sk-{self.env}-{self.project_id}"
+
+    def _node(self, role: str, short: str, index: int) -> Node:
+        name = f"{short}-{index}"
+        return Node(name, role, index, f"{self.network}-{name}", self.network)
+
+    @property
+    def zookeepers(self) -> tuple[Node, ...]:
+        return tuple(self._node("zookeeper", "zk", i) for i in range(self.zookeeper_count))
+
+    @property
+    def brokers(self) -> tuple[Node, ...]:
+        return tuple(self._node("broker", "kafka", i) for i in range(self.broker_count))
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """All nodes in start order: ZooKeeper first."""
+        return self.zookeepers + self.brokers
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise SecureKafkaError(f"no node {name!r} in environment {self.env!r}: use one of {known}")
+
+    def volume(self, node: Node) -> str:
+        return f"{self.network}-{node.name}-data"
+
+    @staticmethod
+    def zookeeper_myid(node: Node) -> int:
+        return node.index + 1  # ZooKeeper ids are 1..255
+
+    @staticmethod
+    def broker_id(node: Node) -> int:
+        return node.index
+
+    def listener_port(self, broker: Node, listener: str) -> int:
+        """Host port of a broker's published listener; the container listens on the same."""
+        return self.port_base + 10 * broker.index + LISTENER_PORT_OFFSETS[listener]
+
+    def bootstrap(self, listener: str) -> list[str]:
+        return [f"localhost:{self.listener_port(b, listener)}" for b in self.brokers]
+
+    @property
+    def bootstrap_servers(self) -> dict[str, list[str]]:
+        """What clients connect to, per client listener: ``status``, ``up`` and the Pulumi outputs."""
+        return {"sasl_ssl": self.bootstrap("sasl_ssl"), "ssl": self.bootstrap("ssl")}
+
+    @property
+    def zookeeper_connect(self) -> str:
+        return ",".join(f"{z.name}:{ZK_SECURE_CLIENT_PORT}" for z in self.zookeepers)

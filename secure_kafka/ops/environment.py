@@ -1,0 +1,227 @@
+"""An environment's life: ``up``, ``down``, ``status``, ``client-config``.
+
+Ties the pieces together in one place: settings → PKI → plan → engine → bootstrap. The CLI
+only parses arguments and calls these.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import verify
+from ..build import image, render
+from ..build.plan import ClusterPlan
+from ..build.planner import build_plan, environment_labels
+from ..dockerclient import connect
+from ..engines.docker_engine import DockerEngine
+from ..engines.pulumi.engine import PulumiEngine
+from ..errors import SecureKafkaError
+from ..fsutil import write_atomic
+from ..model import policy
+from ..model.settings import Project, Settings
+from ..model.topology import ADMIN
+from ..pki.certstore import CertStore
+from ..pki.secretstore import SecretStore, scram_password_name
+from ..proc import Progress, quiet
+from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
+from . import acladmin, clients, provision, users
+
+
+@dataclass
+class UpResult:
+    env: str
+    nodes: dict[str, str]  # node -> created | replaced | unchanged | started
+    scram_users_created: list[str]
+    round_trip_s: float
+    elapsed_s: float
+    bootstrap: dict[str, list[str]]
+    verification: dict | None = None  # verify.Scorecard.to_json() of the probes `up` ran last
+
+
+class Environment:
+    def __init__(
+        self,
+        project: Project,
+        env: str,
+        prompt: Callable[[str], str | None] | None = None,
+        progress: Progress = quiet,
+        settings: Settings | None = None,
+    ):
+        self.project = project
+        # Dynamic resources pass the settings they were given; the project decides their id.
+        self.settings: Settings = replace(settings, project_id=project.id) if settings else project.load(env)
+        self.env = env
+        self.progress = progress
+        self.certs = CertStore(project, self.settings, prompt=prompt)
+        self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
+        self.volumes = EncryptedVolumes(
+            project.root, project.certs_dir(env), env, run_dir(self.settings.project_id, env), tuple(n.name for n in self.settings.topology.nodes),
+            self.settings.volume_size_gib, self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
+        )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return environment_labels(self.settings)
+
+    @property
+    def bootstrap_servers(self) -> dict[str, list[str]]:
+        return self.settings.topology.bootstrap_servers
+
+    def admin_mtls_config(self) -> dict[str, str]:
+        return clients.mtls_config(self.settings, self.certs.client_dir(ADMIN))
+
+    def scram_config(self, user: str) -> dict[str, str]:
+        return clients.scram_config(
+            self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
+        )
+
+    def ensure_pki(self) -> None:
+        if not self.certs.exists():
+            self.progress(f"PKI of {self.env}: creating")
+            self.certs.init()
+        else:
+            self.certs.load()  # fails early on a wrong passphrase or a corrupt CA
+
+    def plan(self, image_tag: str) -> ClusterPlan:
+        """The environment's plan, its PKI created first if missing: what either engine applies."""
+        self.ensure_pki()
+        return build_plan(self.project.root, self.settings, self.secrets, image_tag)
+
+    def up(self, engine: str = "docker") -> UpResult:
+        policy.enforce(self.settings)  # a failing environment gets nothing applied, not even its PKI
+        started = time.monotonic()
+        client = connect()
+        tag = image.ensure_image(client, self.progress)
+        acladmin.load_desired(self)  # a bad ACL file fails `up` before anything is applied
+        if engine == "pulumi":
+            # The Pulumi program builds the same plan, unlocks the volumes and runs `bootstrap` itself (infra/).
+            self.ensure_pki()
+            outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase()).outputs
+            verified = outputs["verification"]
+            nodes = {node.name: "applied" for node in self.settings.topology.nodes}
+            verification = self.verify_after_up()
+            return UpResult(self.env, nodes, verified["scramUsersCreated"], verified["roundTripS"],
+                            time.monotonic() - started, self.bootstrap_servers, verification)
+        cluster_plan = self.plan(tag)
+        self.open_volumes()
+        nodes = DockerEngine(client, self.project.root, self.progress).apply(cluster_plan)
+        created, round_trip_s = self.bootstrap()
+        verification = self.verify_after_up()
+        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers,
+                        verification)
+
+    def verify_after_up(self) -> dict:
+        """``up``'s last step: prod runs every probe and fails on any failure; dev and ci run
+        the quick set (no ZooKeeper shells) and report one line (`secure-kafka verify` runs all)."""
+        prod = self.settings.profile.name == "prod"
+        self.progress("cluster: running the security probes" + ("" if prod else " (quick set)"))
+        card = verify.run(self, quick=not prod)
+        self.progress(card.summary())
+        for failure in card.failed:
+            self.progress(f"  {failure.probe}: expected {failure.expected}, observed {failure.observed}")
+        if prod and not card.passed:
+            raise SecureKafkaError(f"{card.summary()}: the environment is up but not verified; "
+                                   f"`secure-kafka verify {self.env}` shows the scorecard")
+        return card.to_json()
+
+    def open_volumes(self) -> None:
+        """Unlocks (on first use: creates) the nodes' encrypted volumes, before any container starts."""
+        if self.settings.encrypted_volumes:
+            self.volumes.open()
+
+    def pulumi_passphrase(self) -> str:
+        """Pulumi's secrets passphrase: $PULUMI_CONFIG_PASSPHRASE, else the environment's own."""
+        return os.environ.get("PULUMI_CONFIG_PASSPHRASE") or self.certs.passphrase()
+
+    def bootstrap(self) -> tuple[list[str], float]:
+        """SCRAM users and a verified round-trip once the containers are healthy (both engines).
+
+        Returns the SCRAM users created and the round-trip's seconds.
+        """
+        self.progress("cluster: waiting for every broker to register")
+        topology = self.settings.topology
+        admin = provision.wait_for_admin(self.admin_mtls_config(), len(topology.brokers))
+        # Every SCRAM user the environment has (admin and `users add`ed ones): re-created if the cluster lost them.
+        scram = {user: self.secrets.get(scram_password_name(user)) for user in sorted({ADMIN, *users.scram_users(self)})}
+        created = provision.ensure_scram_users(admin, scram, self.progress)
+        acladmin.bootstrap_acls(self, admin)  # the ACL file, after the users it names exist
+        provision.ensure_topic(admin, provision.VERIFY_TOPIC, self.settings.topic_replication_factor)
+        self.progress("cluster: verifying a round-trip over SASL_SSL (SCRAM) and mTLS")
+        round_trip_s = provision.round_trip(self.scram_config(ADMIN), self.admin_mtls_config(), provision.VERIFY_TOPIC)
+        return created, round_trip_s
+
+    def preview(self) -> str:
+        """What `pulumi preview` would change (the Pulumi engine only: the Docker engine has no preview)."""
+        self.ensure_pki()
+        return PulumiEngine(self.project.root, self.env, self.progress).preview(self.pulumi_passphrase()).summary
+
+    def down(self, purge: bool = False, engine: str = "docker") -> None:
+        if engine == "pulumi":
+            PulumiEngine(self.project.root, self.env, self.progress).destroy(self.pulumi_passphrase())
+        # Also after `pulumi destroy`: sweeps what the other engine made, and (purge) the volumes Pulumi retains.
+        DockerEngine(connect(), self.project.root, self.progress).down(self.labels, purge=purge)
+        # Once no container holds them: the plaintext paths go, the keys leave the kernel.
+        self.volumes.close()
+        if purge:
+            self.volumes.destroy()
+        if purge:
+            certs_dir = self.project.certs_dir(self.env)
+            if certs_dir.exists():
+                self.progress(f"PKI and secrets of {self.env}: removing {certs_dir}")
+                shutil.rmtree(certs_dir)
+
+    def status(self) -> dict:
+        nodes = DockerEngine(connect(), self.project.root).status(self.labels)
+        expected = {n.name for n in self.settings.topology.nodes}
+        present = {n.name for n in nodes}
+        warnings = [f"{name}: not running (no container)" for name in sorted(expected - present)]
+        if self.certs.exists():
+            window = self.settings.profile.expiry_warning_days
+            for entry in self.certs.list():
+                if entry.days_left <= window:
+                    warnings.append(f"certificate {entry.name} expires in {entry.days_left} days: run `secure-kafka certs rotate {self.env}`")
+        else:
+            warnings.append(f"no PKI yet: run `secure-kafka certs init {self.env}` or `secure-kafka up {self.env}`")
+        return {
+            "env": self.env,
+            "profile": self.settings.profile.name,
+            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes),
+            "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
+                       "health": n.health, "healthy": n.healthy} for n in nodes],
+            "bootstrap": self.bootstrap_servers,
+            # Per node: unlocked (mounted, key in the kernel), locked, or absent (not created yet).
+            "encrypted_volumes": {"enabled": self.settings.encrypted_volumes, "backend": self.volumes.backend.name,
+                                  "nodes": self.volumes.states()},
+            "warnings": warnings,
+        }
+
+    def client_config(self, principal: str, fmt: str, auth: str | None, out: Path) -> Path:
+        """Writes a ready-to-use client config plus the files it points at into ``out``."""
+        if fmt not in ("java", "librdkafka"):
+            raise SecureKafkaError(f"unknown format {fmt!r}: use java or librdkafka")
+        has_scram = self.secrets.has(scram_password_name(principal))
+        auth = auth or ("scram" if has_scram else "mtls")
+        if auth not in ("scram", "mtls"):
+            raise SecureKafkaError(f"unknown auth {auth!r}: use scram or mtls")
+        if auth == "scram" and not has_scram:
+            raise SecureKafkaError(f"{principal} has no SCRAM user in {self.env}: use --auth mtls or `secure-kafka users add`")
+        source = self.certs.client_dir(principal)
+        if not source.is_dir():
+            raise SecureKafkaError(f"no client certificate for {principal} in {self.env}: add the principal first")
+        out = out.resolve()
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        wanted = ["ca.crt", "truststore.p12"] + (["client.crt", "client.key", "keystore.p12"] if auth == "mtls" else [])
+        for name in wanted:
+            write_atomic(out / name, (source / name).read_bytes(), mode=0o600 if name != "ca.crt" else 0o644)
+        password = self.secrets.get(scram_password_name(principal)) if auth == "scram" else None
+        filename, text = render.render_client_config(
+            self.settings, fmt=fmt, auth=auth, directory=out, principal=principal,
+            store_password=self.certs.store_password(principal), scram_password=password,
+        )
+        write_atomic(out / filename, text, mode=0o600)
+        return out / filename

@@ -1,0 +1,675 @@
+"""An environment's PKI under ``certs/<env>/``: create it, issue client certificates, list, verify.
+
+Layout (see docs/architecture.md; dirs 0700, private files 0600)::
+
+    passphrase            dev/ci only: the generated environment passphrase
+    secrets.json          store passwords (``store:<owner>``) and other generated secrets
+    manifest.json         every issued certificate, with its generation
+    ca/ca.crt, ca/ca.key  the CA; the key encrypted with the passphrase
+    nodes/<node>/         keystore.p12, truststore.p12, node.crt; owned by uid 10001
+    clients/<principal>/  client.crt, client.key, ca.crt, keystore.p12, truststore.p12
+
+Nothing is ever half-written: ``init`` builds the whole tree in a temp directory beside
+``certs/<env>`` and renames it into place; ``add_client`` does the same for one client dir.
+
+The manifest is designed for rotation: every certificate record carries a ``generation``
+(1 for the first issue of a name) and an ``active`` flag. Rotation adds the next generation
+as a new record, renames the new files into place, and only then flips ``active`` in one
+atomic rewrite of the manifest; superseded records stay (inactive) as history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from .. import pki
+from ..errors import SecureKafkaError
+from ..fsutil import write_atomic
+from ..model.settings import Project, Settings
+from ..model.topology import ADMIN, CONTAINER_UID, RESERVED_CLIENT_NAME, Node
+from .secretstore import SecretStore, store_password_name
+
+PASSPHRASE_ENV = "SECURE_KAFKA_PASSPHRASE"
+# Profiles that may generate and keep their passphrase beside the PKI.
+GENERATED_PASSPHRASE_PROFILES = ("dev", "ci")
+MIN_PROD_PASSPHRASE_LENGTH = 12
+MANIFEST_FORMAT = 1
+
+PromptPassphrase = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class StoreFiles:
+    """A node's (or client's) Java stores; one password opens both, and the key inside."""
+
+    keystore: Path
+    truststore: Path
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClientFiles:
+    """A client principal's material: PEM for librdkafka, PKCS12 for Java clients."""
+
+    directory: Path
+    cert: Path
+    key: Path
+    ca: Path
+    stores: StoreFiles
+
+
+@dataclass(frozen=True)
+class CertRecord:
+    """One issued certificate in ``manifest.json``."""
+
+    name: str
+    kind: str  # ca, broker, zookeeper, client
+    subject: str
+    sans: tuple[str, ...]
+    serial: str  # lowercase hex
+    sha256: str  # fingerprint of the DER certificate, lowercase hex
+    not_before: str  # ISO 8601, UTC
+    not_after: str
+    generation: int
+    active: bool
+    path: str  # directory of its files, relative to certs/<env>/
+
+    @classmethod
+    def of(cls, name: str, kind: str, cert: x509.Certificate, path: str, generation: int = 1) -> "CertRecord":
+        return cls(
+            name=name,
+            kind=kind,
+            subject=cert.subject.rfc4514_string(),
+            sans=tuple(pki.sans_of(cert)),
+            serial=format(cert.serial_number, "x"),
+            sha256=pki.fingerprint(cert),
+            not_before=cert.not_valid_before_utc.isoformat(),
+            not_after=cert.not_valid_after_utc.isoformat(),
+            generation=generation,
+            active=True,
+            path=path,
+        )
+
+    @property
+    def days_left(self) -> int:
+        """Whole days until ``not_after`` from now; negative once expired."""
+        return (dt.datetime.fromisoformat(self.not_after) - pki.now()).days
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "sans": list(self.sans)}
+
+
+class Manifest:
+    def __init__(self, env: str, records: list[CertRecord]):
+        self.env = env
+        self.records = records
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        try:
+            document = json.loads(path.read_text())
+            records = [CertRecord(**{**r, "sans": tuple(r["sans"])}) for r in document["certificates"]]
+            return cls(document["env"], records)
+        except FileNotFoundError:
+            raise SecureKafkaError(f"{path}: manifest missing: restore certs/ from backup") from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SecureKafkaError(
+                f"{path}: unreadable manifest ({exc.__class__.__name__}): restore it from backup"
+            ) from None
+
+    def save(self, path: Path) -> None:
+        document = {
+            "format": MANIFEST_FORMAT,
+            "env": self.env,
+            "certificates": [r.to_json() for r in self.records],
+        }
+        write_atomic(path, json.dumps(document, indent=1) + "\n", mode=0o600)
+
+    def active(self) -> list[CertRecord]:
+        return [r for r in self.records if r.active]
+
+    def current(self, name: str) -> CertRecord | None:
+        return next((r for r in self.records if r.active and r.name == name), None)
+
+    def add(self, record: CertRecord) -> CertRecord:
+        """Adds ``record`` as the next generation of its name; earlier ones become inactive."""
+        generation = 1 + max((r.generation for r in self.records if r.name == record.name), default=0)
+        self.records = [replace(r, active=False) if r.name == record.name else r for r in self.records]
+        record = replace(record, generation=generation, active=True)
+        self.records.append(record)
+        return record
+
+
+def check_bounds(settings: Settings) -> None:
+    """Key algorithm and leaf validity of ``settings`` within its profile's bounds."""
+    profile = settings.profile
+    if settings.key_algorithm not in profile.allowed_key_algorithms:
+        raise SecureKafkaError(
+            f"secure-kafka:keyAlgorithm {settings.key_algorithm!r} is not allowed by profile {profile.name}: "
+            f"use one of {', '.join(profile.allowed_key_algorithms)}"
+        )
+    if not 0 < settings.leaf_validity_days <= profile.max_leaf_validity_days:
+        raise SecureKafkaError(
+            f"secure-kafka:leafValidityDays {settings.leaf_validity_days} is outside profile {profile.name}'s "
+            f"bound of 1..{profile.max_leaf_validity_days} days: lower it in Pulumi.{settings.env}.yaml"
+        )
+
+
+def _mkdir(path: Path, uid: int | None = None) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    if uid is not None:
+        os.chown(path, uid, uid)
+    return path
+
+
+def _load_pkcs12(path: Path, password: str) -> pkcs12.PKCS12KeyAndCertificates:
+    """Raises ``ValueError`` with a human reason when the store is missing or does not open."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError("missing") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable ({exc.strerror})") from None
+    try:
+        return pkcs12.load_pkcs12(data, password.encode())
+    except ValueError:
+        raise ValueError("does not open with its password from secrets.json (damaged or half-written)") from None
+
+
+class CertStore:
+    """The PKI of one environment. ``prompt`` asks for the passphrase on a terminal."""
+
+    def __init__(self, project: Project, settings: Settings, prompt: PromptPassphrase | None = None):
+        self.project = project
+        self.settings = settings
+        self.env = settings.env
+        self.root = project.certs_dir(settings.env)
+        self._prompt = prompt
+        self._passphrase: str | None = None
+
+    # -- where things are ------------------------------------------------------------------
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.root / "ca" / "ca.crt"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.root / "ca" / "ca.key"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def passphrase_path(self) -> Path:
+        return self.root / "passphrase"
+
+    @property
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.root / "secrets.json")
+
+    def node_dir(self, node_name: str) -> Path:
+        """``certs/<env>/nodes/<node>/``: mounted read-only at ``/etc/kafka/tls``."""
+        return self.root / "nodes" / self.settings.topology.node(node_name).name
+
+    def client_dir(self, principal: str) -> Path:
+        pki.check_name("client principal", principal)
+        return self.root / "clients" / principal
+
+    def store_password(self, owner: str) -> str:
+        """The password of a node's or client's stores (and of the key inside the keystore)."""
+        name = store_password_name(owner)
+        secret_store = self.secrets
+        if not secret_store.has(name):
+            raise SecureKafkaError(
+                f"{self.relative(secret_store.path)}: no {name} password: restore it from backup, or re-issue the stores "
+                f"of {owner} with `secure-kafka certs rotate {self.env}`"
+            )
+        return secret_store.get(name)
+
+    def node_stores(self, node_name: str) -> StoreFiles:
+        """Paths of a node's keystore and truststore on the host, and their password."""
+        directory = self.node_dir(node_name)
+        return StoreFiles(directory / "keystore.p12", directory / "truststore.p12", self.store_password(node_name))
+
+    def client_files(self, principal: str) -> ClientFiles:
+        directory = self.client_dir(principal)
+        if not directory.is_dir():
+            raise SecureKafkaError(
+                f"{self.relative(directory)}: no certificate for principal {principal!r}: "
+                f"create it with `secure-kafka users add {self.env} {principal}`"
+            )
+        return ClientFiles(
+            directory=directory,
+            cert=directory / "client.crt",
+            key=directory / "client.key",
+            ca=directory / "ca.crt",
+            stores=StoreFiles(directory / "keystore.p12", directory / "truststore.p12", self.store_password(principal)),
+        )
+
+    def has_client(self, principal: str) -> bool:
+        return self.client_dir(principal).is_dir()
+
+    def exists(self) -> bool:
+        """Whether the environment has a PKI (``certs init`` has run), even a damaged one."""
+        return self.ca_cert_path.parent.exists() or self.manifest_path.exists()
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the project root, for messages."""
+        try:
+            return str(path.relative_to(self.project.root))
+        except ValueError:
+            return str(path)
+
+    # -- the passphrase ----------------------------------------------------------------------
+
+    def passphrase(self) -> str:
+        """The passphrase protecting the CA key: ``$SECURE_KAFKA_PASSPHRASE``, the kept file, or a prompt."""
+        if self._passphrase is None:
+            self._passphrase = self._existing_passphrase() or self._prompted_passphrase()
+            if not self._passphrase:
+                raise SecureKafkaError(
+                    f"no passphrase for environment {self.env!r}: set {PASSPHRASE_ENV} (or run on a terminal to be asked)"
+                )
+        return self._passphrase
+
+    def _existing_passphrase(self) -> str | None:
+        if from_env := os.environ.get(PASSPHRASE_ENV):
+            return from_env
+        if self.passphrase_path.exists():
+            try:
+                return self.passphrase_path.read_text().strip() or None
+            except OSError as exc:
+                raise SecureKafkaError(
+                    f"{self.relative(self.passphrase_path)}: cannot read it ({exc.strerror}): fix its permissions"
+                ) from None
+        return None
+
+    def _prompted_passphrase(self) -> str | None:
+        return self._prompt(self.env) if self._prompt else None
+
+    def _passphrase_for_new_ca(self, staging: Path) -> str:
+        """Like ``passphrase()``, but dev/ci generate one (kept 0600 in ``staging``) instead of asking."""
+        passphrase = self._existing_passphrase()
+        if passphrase is None and self.settings.profile.name in GENERATED_PASSPHRASE_PROFILES:
+            passphrase = secrets.token_urlsafe(32)
+            write_atomic(staging / "passphrase", passphrase + "\n", mode=0o600)
+        if passphrase is None and (passphrase := self._prompted_passphrase()):
+            # A typo here would lock the CA key for good: ask twice.
+            if self._prompted_passphrase() != passphrase:
+                raise SecureKafkaError("the two passphrases differ: run the command again and type the same one twice")
+        if not passphrase:
+            raise SecureKafkaError(
+                f"profile {self.settings.profile.name} needs a passphrase for the CA key of {self.env!r}: set {PASSPHRASE_ENV}"
+            )
+        if self.settings.profile.name == "prod" and len(passphrase) < MIN_PROD_PASSPHRASE_LENGTH:
+            raise SecureKafkaError(
+                f"{PASSPHRASE_ENV} is shorter than {MIN_PROD_PASSPHRASE_LENGTH} characters, too weak for profile prod: use a longer one"
+            )
+        self._passphrase = passphrase
+        return passphrase
+
+    # -- creating ------------------------------------------------------------------------------
+
+    def init(self) -> list[CertRecord]:
+        """Creates the CA, a certificate and stores per node, and the admin client.
+
+        Refuses when the environment has a CA already; on any failure nothing is left behind.
+        """
+        check_bounds(self.settings)
+        if self.exists():
+            raise SecureKafkaError(
+                f"{self.relative(self.ca_cert_path.parent)} exists already: environment {self.env!r} has its PKI; "
+                f"use `secure-kafka certs rotate {self.env}` to renew it"
+            )
+        staging: Path | None = None
+        try:
+            staging = Path(tempfile.mkdtemp(dir=_mkdir(self.root.parent), prefix=f".{self.env}.init-"))
+            self._carry_over(staging)
+            manifest = self._build(staging)
+            self._install(staging)
+        except BaseException as exc:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError):
+                where = exc.filename or self.relative(self.root.parent)
+                raise SecureKafkaError(
+                    f"{where}: {exc.strerror}: fix permissions or free space, then run `secure-kafka certs init {self.env}` again"
+                ) from None
+            raise
+        return manifest.active()
+
+    def _carry_over(self, staging: Path) -> None:
+        """A passphrase or secrets made before the CA (e.g. by the volume setup) are kept."""
+        for name in ("passphrase", "secrets.json"):
+            if (self.root / name).exists():
+                shutil.copy2(self.root / name, staging / name)
+
+    def _build(self, base: Path) -> Manifest:
+        settings, profile = self.settings, self.settings.profile
+        passphrase = self._passphrase_for_new_ca(base)
+        ca = pki.CA.create(f"secure-kafka-{self.env}-ca", settings.key_algorithm, profile.ca_validity_days, self.env)
+        ca.write(_mkdir(base / "ca"), passphrase)
+        manifest = Manifest(self.env, [])
+        manifest.add(CertRecord.of("ca", "ca", ca.cert, "ca"))
+        secret_store = SecretStore(base / "secrets.json")
+        _mkdir(base / "nodes")
+        for node in settings.topology.nodes:
+            issued = self.issue_node(ca, node)
+            self.write_node_files(base / "nodes" / node.name, issued, [ca.cert], secret_store.get(store_password_name(node.name)))
+            manifest.add(CertRecord.of(node.name, node.role, issued.cert, f"nodes/{node.name}"))
+        _mkdir(base / "clients")
+        issued = self.issue_client(ca, ADMIN)
+        self.write_client_files(base / "clients" / ADMIN, issued, [ca.cert], secret_store.get(store_password_name(ADMIN)))
+        manifest.add(CertRecord.of(ADMIN, "client", issued.cert, f"clients/{ADMIN}"))
+        manifest.save(base / "manifest.json")
+        return manifest
+
+    def _install(self, staging: Path) -> None:
+        """Renames the built tree to ``certs/<env>``, keeping whatever else was there."""
+        if not self.root.exists():
+            os.rename(staging, self.root)
+            return
+        # Files older than the CA (rendered configs, a passphrase) exist: swap the whole
+        # directory, then move back what the new tree does not have.
+        previous = staging.with_name(staging.name + ".previous")
+        os.rename(self.root, previous)
+        try:
+            os.rename(staging, self.root)
+        except OSError:
+            os.rename(previous, self.root)
+            raise
+        for entry in previous.iterdir():
+            if not (self.root / entry.name).exists():
+                os.rename(entry, self.root / entry.name)
+        shutil.rmtree(previous)
+
+    def issue_node(self, ca: pki.CA, node: Node) -> pki.IssuedCert:
+        # Brokers' published listeners are reached as localhost / 127.0.0.1 from the host.
+        sans = node.dns_names + (("localhost", "127.0.0.1") if node.role == "broker" else ())
+        return ca.issue_cert(
+            node.name,
+            node.role,
+            sans,
+            validity_days=self.settings.leaf_validity_days,
+            key_algorithm=self.settings.key_algorithm,
+            server=True,
+            client=True,  # brokers and ZooKeeper peers are also clients of each other
+        )
+
+    def issue_client(self, ca: pki.CA, principal: str) -> pki.IssuedCert:
+        return ca.issue_cert(
+            principal,
+            "client",
+            validity_days=self.settings.leaf_validity_days,
+            key_algorithm=self.settings.key_algorithm,
+            server=False,
+            client=True,
+        )
+
+    @staticmethod
+    def _container_uid() -> int | None:
+        # Only root can hand files to the container user; others run rootless Docker,
+        # where their own uid is what the container sees.
+        return CONTAINER_UID if os.geteuid() == 0 else None
+
+    def write_node_files(
+        self, directory: Path, issued: pki.IssuedCert, trusted: Sequence[x509.Certificate], password: str
+    ) -> None:
+        """A node's stores: ``trusted`` holds one CA, or two while the CA is being rotated."""
+        uid = self._container_uid()
+        _mkdir(directory, uid)
+        write_atomic(directory / "keystore.p12", issued.pkcs12_keystore(password), mode=0o600, uid=uid)
+        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore(trusted, password), mode=0o600, uid=uid)
+        write_atomic(directory / "node.crt", issued.cert_pem(), mode=0o644, uid=uid)
+
+    @staticmethod
+    def write_client_files(
+        directory: Path, issued: pki.IssuedCert, trusted: Sequence[x509.Certificate], password: str
+    ) -> None:
+        """A client's PEM files and stores; ``ca.crt`` is the bundle of every trusted CA."""
+        _mkdir(directory)
+        issued.write_pem(directory, "client")
+        write_atomic(directory / "ca.crt", b"".join(c.public_bytes(serialization.Encoding.PEM) for c in trusted), mode=0o644)
+        write_atomic(directory / "keystore.p12", issued.pkcs12_keystore(password), mode=0o600)
+        write_atomic(directory / "truststore.p12", pki.pkcs12_truststore(trusted, password), mode=0o600)
+
+    def load(self) -> pki.CA:
+        """The CA, ready to issue: decrypted with the passphrase, and not expired."""
+        if not self.exists():
+            raise SecureKafkaError(
+                f"{self.relative(self.ca_cert_path)} not found: create the PKI with `secure-kafka certs init {self.env}`"
+            )
+        ca = pki.CA.load(self.ca_cert_path, self.ca_key_path, self.passphrase())
+        if ca.is_expired():
+            raise SecureKafkaError(
+                f"{self.relative(self.ca_cert_path)}: the CA expired on {ca.not_after:%Y-%m-%d}: "
+                f"replace it with `secure-kafka certs rotate {self.env} --ca`"
+            )
+        return ca
+
+    def add_client(self, principal: str) -> ClientFiles:
+        """Issues a client certificate and stores for an application principal."""
+        pki.check_name("client principal", principal)
+        if RESERVED_CLIENT_NAME.match(principal):
+            raise SecureKafkaError(
+                f"client principal {principal!r} looks like a node name (reserved: its certificate would act as that node): choose another name"
+            )
+        check_bounds(self.settings)
+        directory = self.client_dir(principal)
+        if directory.exists():
+            raise SecureKafkaError(f"{self.relative(directory)} exists already: principal {principal!r} has a certificate")
+        ca = self.load()
+        manifest = Manifest.load(self.manifest_path)
+        issued = self.issue_client(ca, principal)
+        clients = _mkdir(self.root / "clients")
+        staging = Path(tempfile.mkdtemp(dir=clients, prefix=f".{principal}.new-"))
+        try:
+            self.write_client_files(staging, issued, [ca.cert], self.secrets.get(store_password_name(principal)))
+            os.rename(staging, directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        manifest.add(CertRecord.of(principal, "client", issued.cert, f"clients/{principal}"))
+        manifest.save(self.manifest_path)
+        return self.client_files(principal)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def list(self) -> list[CertRecord]:
+        """The active certificates, from the manifest: CA, nodes, clients."""
+        if not self.exists():
+            raise SecureKafkaError(
+                f"{self.relative(self.ca_cert_path)} not found: create the PKI with `secure-kafka certs init {self.env}`"
+            )
+        return Manifest.load(self.manifest_path).active()
+
+    def verify(self) -> list[str]:
+        """Every problem of the PKI on disk, one line each naming the file and the fix."""
+        return _Verifier(self).run()
+
+
+class _Verifier:
+    """Collects problems instead of stopping at the first: the user fixes them in one go."""
+
+    def __init__(self, store: CertStore):
+        self.store = store
+        self.env = store.env
+        self.problems: list[str] = []
+        self.at = pki.now()
+        self.warning = dt.timedelta(days=store.settings.profile.expiry_warning_days)
+
+    def problem(self, path: Path, what: str, fix: str) -> None:
+        self.problems.append(f"{self.store.relative(path)}: {what}: {fix}")
+
+    def run(self) -> list[str]:
+        store = self.store
+        if not store.exists():
+            self.problem(store.ca_cert_path, "missing", f"create the PKI with `secure-kafka certs init {self.env}`")
+            return self.problems
+        ca_cert = self.check_ca()
+        if ca_cert is None:
+            return self.problems
+        try:
+            manifest: Manifest | None = Manifest.load(store.manifest_path)
+        except SecureKafkaError as exc:
+            self.problems.append(str(exc))
+            manifest = None
+        for node in store.settings.topology.nodes:
+            self.check_node(node, ca_cert, manifest)
+        clients = store.root / "clients"
+        principals = sorted(p.name for p in clients.iterdir() if p.is_dir() and not p.name.startswith(".")) if clients.is_dir() else []
+        if ADMIN not in principals:
+            self.problem(clients / ADMIN, "missing (every environment has an admin principal)", self.reissue(ADMIN, "client"))
+        for principal in principals:
+            self.check_client(principal, ca_cert, manifest)
+        return self.problems
+
+    def reissue(self, name: str, kind: str) -> str:
+        option = "--client" if kind == "client" else "--node"
+        return f"re-issue it with `secure-kafka certs rotate {self.env} {option} {name}`"
+
+    def check_ca(self) -> x509.Certificate | None:
+        store = self.store
+        try:
+            ca = pki.CA.load(store.ca_cert_path, store.ca_key_path, store.passphrase())
+        except SecureKafkaError as exc:
+            self.problems.append(str(exc))
+            return None
+        self.check_validity(store.ca_cert_path, ca.cert, f"replace it with `secure-kafka certs rotate {self.env} --ca`")
+        return ca.cert
+
+    def check_validity(self, path: Path, cert: x509.Certificate, fix: str) -> None:
+        not_after = cert.not_valid_after_utc
+        if not_after <= self.at:
+            self.problem(path, f"certificate expired on {not_after:%Y-%m-%d}", fix)
+        elif not_after - self.at < self.warning:
+            days = (not_after - self.at).days
+            self.problem(
+                path,
+                f"certificate expires in {days} days ({not_after:%Y-%m-%d}), inside the {self.warning.days}-day warning window",
+                fix,
+            )
+        if cert.not_valid_before_utc > self.at:
+            self.problem(path, f"certificate not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", fix)
+
+    def check_leaf(
+        self, path: Path, cert: x509.Certificate, ca_cert: x509.Certificate, name: str, kind: str, fix: str
+    ) -> None:
+        if not pki.issued_by(cert, ca_cert):
+            self.problem(path, "certificate not signed by the environment's CA", fix)
+        expected_subject = pki.subject_name(name, kind, self.env).rfc4514_string()
+        if cert.subject.rfc4514_string() != expected_subject:
+            self.problem(path, f"subject is {cert.subject.rfc4514_string()!r}, expected {expected_subject!r}", fix)
+        self.check_validity(path, cert, fix)
+
+    def check_stores(
+        self, directory: Path, owner: str, kind: str, ca_cert: x509.Certificate, fix: str
+    ) -> x509.Certificate | None:
+        """Opens keystore and truststore; returns the keystore's certificate if it is usable."""
+        try:
+            password = self.store.store_password(owner)
+        except SecureKafkaError as exc:
+            self.problems.append(str(exc))
+            return None
+        keystore_path, truststore_path = directory / "keystore.p12", directory / "truststore.p12"
+        cert = None
+        try:
+            keystore = _load_pkcs12(keystore_path, password)
+        except ValueError as reason:
+            self.problem(keystore_path, str(reason), fix)
+        else:
+            if keystore.key is None or keystore.cert is None:
+                self.problem(keystore_path, "no private key entry", fix)
+            else:
+                cert = keystore.cert.certificate
+                if not pki.public_keys_match(keystore.key, cert):
+                    self.problem(keystore_path, "private key does not match its certificate", fix)
+                self.check_leaf(keystore_path, cert, ca_cert, owner, kind, fix)
+        try:
+            truststore = _load_pkcs12(truststore_path, password)
+        except ValueError as reason:
+            self.problem(truststore_path, str(reason), fix)
+        else:
+            trusted = {pki.fingerprint(c.certificate) for c in truststore.additional_certs}
+            if pki.fingerprint(ca_cert) not in trusted:
+                self.problem(truststore_path, "does not trust the environment's CA", fix)
+        return cert
+
+    def check_manifest(self, path: Path, cert: x509.Certificate, name: str, manifest: Manifest | None) -> None:
+        if manifest is None:
+            return
+        record = manifest.current(name)
+        if record is None:
+            self.problem(self.store.manifest_path, f"no active record for {name!r}", "re-create it from backup")
+        elif record.sha256 != pki.fingerprint(cert):
+            self.problem(path, f"certificate is not the one manifest.json records for {name!r}", self.reissue(name, record.kind))
+
+    def check_node(self, node: Node, ca_cert: x509.Certificate, manifest: Manifest | None) -> None:
+        directory = self.store.root / "nodes" / node.name
+        fix = self.reissue(node.name, node.role)
+        if not directory.is_dir():
+            self.problem(directory, f"no certificate for node {node.name}", fix)
+            return
+        cert = self.check_stores(directory, node.name, node.role, ca_cert, fix)
+        if cert is None:
+            return
+        keystore_path = directory / "keystore.p12"
+        expected = set(node.dns_names) | ({"localhost", "127.0.0.1"} if node.role == "broker" else set())
+        if missing := sorted(expected - set(pki.sans_of(cert))):
+            self.problem(keystore_path, f"SANs lack {', '.join(missing)}", fix)
+        usages = pki.extended_key_usages(cert)
+        if not {"serverAuth", "clientAuth"} <= usages:
+            self.problem(keystore_path, "certificate lacks serverAuth/clientAuth usage", fix)
+        pem_path = directory / "node.crt"
+        try:
+            pem_cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
+        except (OSError, ValueError):
+            self.problem(pem_path, "missing or not a PEM certificate", fix)
+        else:
+            if pem_cert != cert:
+                self.problem(pem_path, "differs from the certificate in keystore.p12", fix)
+        self.check_manifest(keystore_path, cert, node.name, manifest)
+
+    def check_client(self, principal: str, ca_cert: x509.Certificate, manifest: Manifest | None) -> None:
+        directory = self.store.root / "clients" / principal
+        fix = self.reissue(principal, "client")
+        cert_path, key_path, ca_path = directory / "client.crt", directory / "client.key", directory / "ca.crt"
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            key = _load_pem_key(key_path)
+        except (OSError, ValueError):
+            self.problem(directory, "client.crt or client.key missing or damaged", fix)
+        else:
+            if not pki.public_keys_match(key, cert):
+                self.problem(key_path, "private key does not match client.crt", fix)
+            self.check_leaf(cert_path, cert, ca_cert, principal, "client", fix)
+            if pki.extended_key_usages(cert) != {"clientAuth"}:
+                self.problem(cert_path, "certificate must have clientAuth usage only", fix)
+            self.check_manifest(cert_path, cert, principal, manifest)
+        try:
+            bundle = x509.load_pem_x509_certificates(ca_path.read_bytes())
+        except (OSError, ValueError):
+            self.problem(ca_path, "missing or not a PEM certificate", fix)
+        else:
+            if pki.fingerprint(ca_cert) not in {pki.fingerprint(c) for c in bundle}:
+                self.problem(ca_path, "does not contain the environment's CA", fix)
+        self.check_stores(directory, principal, "client", ca_cert, fix)
+
+
+def _load_pem_key(path: Path) -> object:
+    return serialization.load_pem_private_key(path.read_bytes(), None)
