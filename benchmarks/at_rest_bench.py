@@ -41,7 +41,7 @@ from throughput import (  # benchmarks/ is on sys.path when a script runs
 )
 
 from secure_kafka.dockerclient import connect
-from secure_kafka.ops import provision
+from secure_kafka.ops import kafka_admin
 from secure_kafka.storage import volumes
 from secure_kafka.testing import running_environment
 
@@ -62,7 +62,7 @@ def daemon_cpu_seconds(env) -> float:
     if not env.settings.encrypted_volumes:
         return 0.0
     total = 0
-    for pid in volumes.gocryptfs_processes(volumes.mountpoint(env.env, env.settings.topology.brokers[0].name)):
+    for pid in volumes.gocryptfs_processes(volumes.mountpoint(env.volumes.run_dir, env.settings.topology.brokers[0].name)):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
     return total / os.sysconf("SC_CLK_TCK")
@@ -72,7 +72,7 @@ def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
     config = env.admin_mtls_config()
     admin = AdminClient(config)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
-    provision.ensure_topic(admin, topic, 1, args.partitions)
+    kafka_admin.ensure_topic(admin, topic, 1, args.partitions)
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     values = payloads(args.payload, args.size)

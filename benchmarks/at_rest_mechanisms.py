@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from secure_kafka.model.settings import Project
 from secure_kafka.storage import volumes
 
 BLOCK = 2**20
@@ -82,7 +83,8 @@ def plain_loop(work: Path, mib: int) -> tuple[float, float, float, float]:
 
 
 def fscrypt_loop(work: Path, mib: int) -> tuple[float, float, float, float]:
-    env_volumes = volumes.EncryptedVolumes(work, work / "certs", "atrestbench", ("bench",), 2 * mib // 1024 + 1,
+    env_volumes = volumes.EncryptedVolumes(work, work / "certs", "atrestbench", volumes.run_dir(Project(work).id, "atrestbench"),
+                                           ("bench",), 2 * mib // 1024 + 1,
                                            lambda: "benchmark-passphrase", backend=volumes.FscryptLoopBackend())
     env_volumes.open()
     try:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from secure_kafka.build.image import ensure_image
 from secure_kafka.dockerclient import connect
+from secure_kafka.environment import Environment
 from secure_kafka.model import settings as sk_settings
 from secure_kafka.model.profiles import get_profile
 from secure_kafka.model.settings import Project
-from secure_kafka.ops.environment import Environment
 from secure_kafka.testing import free_port_base
 
 TARGETS = {"dev": 30.0, "prod": 90.0}

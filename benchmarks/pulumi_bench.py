@@ -27,10 +27,10 @@ from provision_bench import timed  # benchmarks/ is on sys.path when a script ru
 
 from secure_kafka.build.image import ensure_image
 from secure_kafka.dockerclient import connect
+from secure_kafka.environment import Environment
 from secure_kafka.model import settings as sk_settings
 from secure_kafka.model.profiles import get_profile
 from secure_kafka.model.settings import Project
-from secure_kafka.ops.environment import Environment
 from secure_kafka.testing import free_port_base
 
 REPO = Path(__file__).resolve().parents[1]

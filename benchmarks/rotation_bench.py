@@ -17,7 +17,7 @@ from pathlib import Path
 
 from secure_kafka.build.image import ensure_image
 from secure_kafka.dockerclient import connect
-from secure_kafka.pki import rotation
+from secure_kafka.ops import rotation
 from secure_kafka.testing import running_environment
 
 

@@ -61,7 +61,7 @@ def grant(env) -> None:
         for kind, operations in (("topic", ("Write", "Read", "Describe")), ("group", ("Read",)))
         for operation in operations
     ]
-    acladmin.create(users.admin_client(env), bindings)
+    acladmin.create(env.admin_client(), bindings)
 
 
 def client_configs(env) -> dict[str, dict[str, str]]:

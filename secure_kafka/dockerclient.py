@@ -8,6 +8,8 @@ import docker
 
 from .errors import SecureKafkaError
 
+__all__ = ["connect"]
+
 
 def connect() -> docker.DockerClient:
     """A client for the local engine; a clear error when none answers."""

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+__all__ = ["write_atomic"]
+
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o600, uid: int | None = None) -> None:
     """Writes ``data`` to a temp file beside ``path``, fsyncs it and renames it into place.

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 from .errors import SecureKafkaError
 
+__all__ = ["Progress", "quiet", "run_step"]
+
 Progress = Callable[[str], None]
 
 

@@ -31,16 +31,29 @@ from pathlib import Path
 
 import pytest
 
+from .environment import Environment
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .model import settings as sk_settings
 from .model.acl import acl_file
 from .model.profiles import get_profile
 from .model.settings import Project
+from .model.topology import ADMIN
 from .ops import acladmin, users
-from .ops.environment import ADMIN, Environment
 from .pki.certstore import PASSPHRASE_ENV
 from .proc import Progress
+
+__all__ = [
+    "free_port_base",
+    "running_environment",
+    "ClientConfig",
+    "read_librdkafka_conf",
+    "SecureKafkaStack",
+    "ci_stack",
+    "pytest_addoption",
+    "secure_kafka_principals",
+    "secure_kafka_env",
+]
 
 
 def free_port_base() -> int:
@@ -208,7 +221,7 @@ class SecureKafkaStack:
         text = source.read_text()
         write_atomic(acl_file(self.project_root, self.name), text, mode=0o644)
         desired = acladmin.load_desired(self.env)  # validated against the principals that exist now
-        acladmin.apply(users.admin_client(self.env), desired, prune=False, progress=self.env.progress)
+        acladmin.apply(self.env.admin_client(), desired, prune=False, progress=self.env.progress)
 
     def client(self, principal: str = ADMIN, auth: str | None = None) -> ClientConfig:
         """Client configs of ``principal``; ``auth`` scram (the default) or mtls."""

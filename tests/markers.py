@@ -10,13 +10,13 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from secure_kafka.ops import provision
-from secure_kafka.ops.environment import Environment
+from secure_kafka.environment import Environment
+from secure_kafka.ops import kafka_admin
 
 
 def produce_marker(env: Environment, topic: str) -> bytes:
     admin = AdminClient(env.admin_mtls_config())
-    provision.ensure_topic(admin, topic, 1)
+    kafka_admin.ensure_topic(admin, topic, 1)
     marker = f"at-rest-marker-{uuid.uuid4().hex}".encode()
     producer = Producer({**env.admin_mtls_config(), "acks": "all"})
     producer.produce(topic, marker)

@@ -23,6 +23,16 @@ from .. import KAFKA_VERSION
 from ..errors import SecureKafkaError
 from ..proc import Progress, quiet, run_step
 
+__all__ = [
+    "inputs_hash",
+    "image_tag",
+    "debian_mirror",
+    "ensure_base",
+    "resolve_jars",
+    "ensure_image",
+    "run_in_image",
+]
+
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 IMAGE_REPOSITORY = "secure-kafka-runtime"
 BASE_IMAGE = "debian:bookworm-slim"

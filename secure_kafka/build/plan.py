@@ -12,6 +12,22 @@ from dataclasses import asdict, dataclass, field
 
 from ..model.topology import CONTAINER_UID
 
+__all__ = [
+    "NANOS",
+    "Mount",
+    "PortBinding",
+    "Healthcheck",
+    "RenderedFile",
+    "ContainerSpec",
+    "ClusterPlan",
+    "spec_hash",
+    "LABEL_PROJECT",
+    "LABEL_ENV",
+    "LABEL_ROLE",
+    "LABEL_NODE",
+    "LABEL_SPEC_HASH",
+]
+
 # Docker counts CPUs (NanoCpus) and healthcheck durations in billionths.
 NANOS = 1_000_000_000
 

@@ -22,6 +22,8 @@ from ..storage import volumes
 from . import plan, render
 from .render import CONFIG_DIR, TLS_DIR, Renderer
 
+__all__ = ["JVM_OVERHEAD_MB", "runtime_dir", "tls_dir", "environment_labels", "build_plan"]
+
 # Memory a JVM needs beyond its heap (metaspace, threads, direct buffers, page-cache slack).
 JVM_OVERHEAD_MB = 384
 # Host address of the PLAINTEXT listener, whatever bindAddress says: it is a loopback opt-in.

@@ -28,6 +28,29 @@ from ..model.topology import (
 from ..pki import secretstore
 from ..pki.secretstore import SecretStore
 
+__all__ = [
+    "CONFIG_DIR",
+    "TLS_DIR",
+    "KEYSTORE",
+    "TRUSTSTORE",
+    "BROKER_VOLUME_DIR",
+    "AUDIT_LOG",
+    "ZOOKEEPER_DATA_DIR",
+    "ZOOKEEPER_SASL_USER",
+    "properties_value",
+    "jaas_string",
+    "conf_value",
+    "Renderer",
+    "default_renderer",
+    "QuorumPeer",
+    "render_zookeeper",
+    "Listener",
+    "plaintext_loopback_enabled",
+    "broker_listeners",
+    "render_broker",
+    "render_client_config",
+]
+
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 # Paths inside the containers (see docs/architecture.md, "Inside the containers").

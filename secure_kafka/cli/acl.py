@@ -8,7 +8,7 @@ import typer
 
 from ..errors import SecureKafkaError
 from ..model.acl import AclPlan
-from ..ops import acladmin, users
+from ..ops import acladmin
 from .cluster import EnvArg, open_env
 from .common import echo_json, reporting
 
@@ -41,7 +41,7 @@ def plan(env: EnvArg, json: JsonOption = False) -> None:
     with reporting():
         environment = open_env(env, quiet=True)
         desired = _desired(environment)
-        result = acladmin.plan(users.admin_client(environment), desired)
+        result = acladmin.plan(environment.admin_client(), desired)
     if json:
         echo_json({"env": env, **result.to_json()})
         return
@@ -66,7 +66,7 @@ def apply(
     with reporting():
         environment = open_env(env)
         desired = _desired(environment)
-        result = acladmin.apply(users.admin_client(environment), desired, prune=prune, progress=environment.progress)
+        result = acladmin.apply(environment.admin_client(), desired, prune=prune, progress=environment.progress)
     if json:
         echo_json({"env": env, **result.to_json()})
         return
@@ -83,7 +83,7 @@ def list_(env: EnvArg, json: JsonOption = False) -> None:
     """List the ACLs the running cluster holds. JSON: {"env", "acls": [binding]}."""
     with reporting():
         environment = open_env(env, quiet=True)
-        bindings = sorted(acladmin.describe(users.admin_client(environment)))
+        bindings = sorted(acladmin.describe(environment.admin_client()))
     if json:
         echo_json({"env": env, "acls": [b.to_json() for b in bindings]})
         return

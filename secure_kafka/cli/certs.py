@@ -88,8 +88,8 @@ def rotate(
     kept in certs/ENV/rotation/: an interrupted rotation is continued with --resume or undone
     with --abort.
     """
-    from ..ops.environment import Environment
-    from ..pki import rotation
+    from ..environment import Environment
+    from ..ops import rotation
 
     with common.reporting():
         if resume and abort:

@@ -11,12 +11,12 @@ from typing import Annotated
 import typer
 
 from ..engines.pulumi import engine as pulumi_engine
+from ..environment import Environment
 from ..errors import SecureKafkaError
 from ..model import acl, policy
 from ..model import settings as settings_mod
 from ..model.profiles import get_profile
 from ..model.settings import Project
-from ..ops.environment import Environment
 from .common import echo_json, progress, prompt_passphrase, reporting
 
 app = typer.Typer()

@@ -34,6 +34,8 @@ from .shared import (
     write_rendered_files,
 )
 
+__all__ = ["ZOOKEEPER_SESSION_EXPIRY_S", "NodeStatus", "DockerEngine"]
+
 # Kafka's zookeeper.session.timeout.ms (18 s, not overridden), plus a margin: how long the
 # registration of a broker that was killed, not stopped, outlives it in ZooKeeper.
 ZOOKEEPER_SESSION_EXPIRY_S = 18 + 4

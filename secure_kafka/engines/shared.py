@@ -14,6 +14,8 @@ from pathlib import Path
 from ..build.plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
 from ..fsutil import write_atomic
 
+__all__ = ["STOP_TIMEOUT_S", "TMPFS_OPTIONS", "write_rendered_files", "container_labels"]
+
 # How long a container gets to stop before SIGKILL: a broker's controlled shutdown (leadership
 # handed over, ZooKeeper session closed). A killed broker's registration lingers in ZooKeeper
 # and its replacement exits with NodeExists until the session expires.

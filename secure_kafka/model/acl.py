@@ -26,6 +26,8 @@ from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from .topology import ADMIN, NAME_PATTERN, RESERVED_CLIENT_NAME
 
+__all__ = ["MAX_FILE_BYTES", "Binding", "AclPlan", "diff", "acl_file", "write_example", "load", "parse"]
+
 MAX_FILE_BYTES = 1 << 20
 CLUSTER_NAME = "kafka-cluster"  # Kafka's one cluster resource
 ANY_HOST = "*"

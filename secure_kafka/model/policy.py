@@ -21,6 +21,8 @@ from .profiles import TLS_VERSIONS
 from .settings import KEYS, NAMESPACE, Settings
 from .topology import BROKER_INTERNAL_PORT
 
+__all__ = ["Violation", "check", "enforce"]
+
 # Published ports stay out of the privileged range and inside the TCP range.
 MIN_PORT, MAX_PORT = 1024, 65535
 

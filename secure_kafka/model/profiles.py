@@ -14,6 +14,21 @@ from dataclasses import dataclass, replace
 
 from ..errors import SecureKafkaError
 
+__all__ = [
+    "KEY_ALGORITHMS",
+    "TLS_VERSIONS",
+    "CIPHER_SUITES",
+    "Profile",
+    "DEV",
+    "CI",
+    "PROD",
+    "PROFILES",
+    "get_profile",
+    "cipher_suites",
+    "TlsPolicy",
+    "markdown_table",
+]
+
 # Key algorithms the PKI can generate, weakest first.
 KEY_ALGORITHMS = ("ec-p256", "ec-p384", "rsa-3072", "rsa-4096")
 

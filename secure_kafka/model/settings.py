@@ -23,6 +23,21 @@ from ..fsutil import write_atomic
 from .profiles import Profile, TlsPolicy, get_profile
 from .topology import Topology
 
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "NAMESPACE",
+    "Settings",
+    "KEYS",
+    "KEY_HELP",
+    "check_env_name",
+    "defaults",
+    "from_config",
+    "to_values",
+    "to_config",
+    "Project",
+]
+
 # The stack setting volumeBackend. gocryptfs by measurement on this platform (kernel without
 # an AES-NI crypto driver: fscrypt writes 69 MiB/s, gocryptfs 290, plain ext4 loop 274;
 # benchmarks/at_rest_mechanisms.py). Choose fscrypt where /proc/crypto lists aesni_intel.

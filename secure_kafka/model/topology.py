@@ -12,6 +12,19 @@ from dataclasses import dataclass
 
 from ..errors import SecureKafkaError
 
+__all__ = [
+    "ZK_SECURE_CLIENT_PORT",
+    "ZK_QUORUM_PORT",
+    "ZK_ELECTION_PORT",
+    "BROKER_INTERNAL_PORT",
+    "ADMIN",
+    "NAME_PATTERN",
+    "RESERVED_CLIENT_NAME",
+    "CONTAINER_UID",
+    "Node",
+    "Topology",
+]
+
 # Container-side ports that are the same in every environment.
 ZK_SECURE_CLIENT_PORT = 2182
 ZK_QUORUM_PORT = 2888

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -27,9 +26,20 @@ from ..errors import SecureKafkaError
 from ..model.acl import AclPlan, Binding, acl_file, diff, load
 from ..proc import Progress, quiet
 from . import users
+from .context import EnvironmentContext
 
-if TYPE_CHECKING:
-    from .environment import Environment
+__all__ = [
+    "to_kafka",
+    "from_kafka",
+    "describe",
+    "create",
+    "delete",
+    "ApplyResult",
+    "plan",
+    "apply",
+    "load_desired",
+    "apply_file",
+]
 
 TIMEOUT_S = 30
 # Brokers learn about ACL changes through ZooKeeper change notifications: a describe right
@@ -178,7 +188,7 @@ def _wait_visible(admin: AdminClient, added: set[Binding], deleted: set[Binding]
         time.sleep(0.5)
 
 
-def load_desired(env: Environment) -> frozenset[Binding] | None:
+def load_desired(env: EnvironmentContext) -> frozenset[Binding] | None:
     """The environment's ACL file, validated against its users; None when it has none."""
     path = acl_file(env.project.root, env.env)
     if not path.exists():
@@ -186,8 +196,8 @@ def load_desired(env: Environment) -> frozenset[Binding] | None:
     return load(path, users.known_users(env), display=str(path.relative_to(env.project.root)))
 
 
-def bootstrap_acls(env: Environment, admin: AdminClient) -> ApplyResult | None:
-    """``up``'s last step: adds what the ACL file grants; extras are reported, never pruned here."""
+def apply_file(env: EnvironmentContext, admin: AdminClient) -> ApplyResult | None:
+    """Provisioning's step: adds what the ACL file grants; extras are reported, never pruned here."""
     desired = load_desired(env)
     if desired is None:
         return None

@@ -24,6 +24,8 @@ from ..build.render import AUDIT_LOG
 from ..errors import SecureKafkaError
 from ..model.topology import Topology
 
+__all__ = ["Decision", "parse_line", "parse_log", "parse_duration", "select", "read"]
+
 AUDIT_DIR, _, AUDIT_FILE = AUDIT_LOG.rpartition("/")
 
 # [2026-11-29 06:15:35,047] INFO Principal = User:alice is Denied Operation = Describe from host = 172.23.0.1

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..model.settings import Settings
 
+__all__ = ["mtls_config", "scram_config"]
+
 
 def mtls_config(settings: Settings, client_dir: Path) -> dict[str, str]:
     return {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -30,13 +29,12 @@ from ..errors import SecureKafkaError
 from ..model import acl
 from ..model.topology import RESERVED_CLIENT_NAME
 from ..pki.secretstore import scram_password_name
-from . import clients, provision
+from . import clients, kafka_admin
+from .context import EnvironmentContext
 
-if TYPE_CHECKING:
-    from .environment import Environment
+__all__ = ["AddResult", "scram_users", "known_users", "check_user_name", "add", "remove"]
 
 SCRAM_PREFIX = scram_password_name("")
-REACH_TIMEOUT_S = 20
 REVOKE_TIMEOUT_S = 30
 
 
@@ -51,12 +49,12 @@ class AddResult:
         return self.certificate_issued or self.credential_created
 
 
-def scram_users(env: Environment) -> list[str]:
+def scram_users(env: EnvironmentContext) -> list[str]:
     """Names of the environment's SCRAM users (admin included), from its secret store."""
     return sorted(n[len(SCRAM_PREFIX):] for n in env.secrets.names() if n.startswith(SCRAM_PREFIX))
 
 
-def known_users(env: Environment) -> set[str]:
+def known_users(env: EnvironmentContext) -> set[str]:
     """Principal names an ACL may name: SCRAM users and client certificates."""
     clients = env.certs.root / "clients"
     with_certs = {p.name for p in clients.iterdir() if p.is_dir() and not p.name.startswith(".")} if clients.is_dir() else set()
@@ -69,29 +67,21 @@ def check_user_name(name: str) -> None:
         raise SecureKafkaError(f"user name {name!r} is reserved (admin and the nodes' names): choose another name")
 
 
-def admin_client(env: Environment) -> AdminClient:
-    """The admin over mTLS, once the cluster answers; a clear error when it does not."""
-    try:
-        return provision.wait_for_admin(env.admin_mtls_config(), len(env.settings.topology.brokers), REACH_TIMEOUT_S)
-    except SecureKafkaError as exc:
-        raise SecureKafkaError(f"{exc}: is {env.env} up? run `secure-kafka up {env.env}`") from None
-
-
-def add(env: Environment, name: str) -> AddResult:
+def add(env: EnvironmentContext, name: str) -> AddResult:
     """Creates the user (idempotent: completes a user whose earlier ``add`` stopped half-way)."""
     check_user_name(name)
     env.certs.load()  # the passphrase and CA first: fail before anything is created
-    admin = admin_client(env)
+    admin = env.admin_client()
     issued = False
     if not env.certs.has_client(name):
         env.certs.add_client(name)
         issued = True
     password = env.secrets.get(scram_password_name(name))
-    created = provision.ensure_scram_users(admin, {name: password})
+    created = kafka_admin.ensure_scram_users(admin, {name: password})
     return AddResult(name, issued, bool(created))
 
 
-def remove(env: Environment, name: str) -> None:
+def remove(env: EnvironmentContext, name: str) -> None:
     """Deletes the SCRAM credential on the cluster, then the stored password."""
     check_user_name(name)
     if not env.secrets.has(scram_password_name(name)):
@@ -102,7 +92,7 @@ def remove(env: Environment, name: str) -> None:
         if any(b.principal == principal for b in acl.load(path, None, display=_relative(env, path))):
             raise SecureKafkaError(f"{_relative(env, path)} still grants {principal}: remove its rules and run "
                                    f"`secure-kafka acl apply {env.env} --prune` first")
-    admin = admin_client(env)
+    admin = env.admin_client()
     password = env.secrets.get(scram_password_name(name))
     futures = admin.alter_user_scram_credentials([UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)])
     for future in futures.values():
@@ -115,7 +105,7 @@ def remove(env: Environment, name: str) -> None:
     env.secrets.remove(scram_password_name(name))
 
 
-def _wait_refused(env: Environment, name: str, password: str) -> None:
+def _wait_refused(env: EnvironmentContext, name: str, password: str) -> None:
     """Returns once every broker refuses the deleted credential.
 
     Brokers learn of the deletion through a ZooKeeper notification, a moment after the Admin
@@ -123,7 +113,7 @@ def _wait_refused(env: Environment, name: str, password: str) -> None:
     """
     ca = env.certs.client_dir(acl.ADMIN) / "ca.crt"
     for address in env.settings.topology.bootstrap("sasl_ssl"):
-        conf = {**clients.scram_config(env.settings, ca, name, password), "provision.servers": address,
+        conf = {**clients.scram_config(env.settings, ca, name, password), "bootstrap.servers": address,
                 "log_level": 0}  # the refusal is expected: keep librdkafka from logging it
         deadline = time.monotonic() + REVOKE_TIMEOUT_S
         while True:
@@ -137,7 +127,7 @@ def _wait_refused(env: Environment, name: str, password: str) -> None:
             time.sleep(0.5)
 
 
-def _relative(env: Environment, path) -> str:
+def _relative(env: EnvironmentContext, path) -> str:
     try:
         return str(path.relative_to(env.project.root))
     except ValueError:

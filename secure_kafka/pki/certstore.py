@@ -12,40 +12,50 @@ Layout (see docs/architecture.md; dirs 0700, private files 0600)::
 Nothing is ever half-written: ``init`` builds the whole tree in a temp directory beside
 ``certs/<env>`` and renames it into place; ``add_client`` does the same for one client dir.
 
-The manifest is designed for rotation: every certificate record carries a ``generation``
-(1 for the first issue of a name) and an ``active`` flag. Rotation adds the next generation
-as a new record, renames the new files into place, and only then flips ``active`` in one
-atomic rewrite of the manifest; superseded records stay (inactive) as history.
+The manifest's records live in ``manifest.py``, the checks behind ``verify`` in ``checker.py``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from .. import pki
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.settings import Project, Settings
 from ..model.topology import ADMIN, CONTAINER_UID, RESERVED_CLIENT_NAME, Node
+from .checker import PkiChecker
+from .manifest import CertRecord, Manifest
 from .secretstore import SecretStore, store_password_name
+
+# CertRecord, Manifest and CONTAINER_UID are re-exported: callers import them from here.
+__all__ = [
+    "CONTAINER_UID",
+    "GENERATED_PASSPHRASE_PROFILES",
+    "MIN_PROD_PASSPHRASE_LENGTH",
+    "PASSPHRASE_ENV",
+    "CertRecord",
+    "CertStore",
+    "ClientFiles",
+    "Manifest",
+    "PromptPassphrase",
+    "StoreFiles",
+    "check_bounds",
+]
 
 PASSPHRASE_ENV = "SECURE_KAFKA_PASSPHRASE"
 # Profiles that may generate and keep their passphrase beside the PKI.
 GENERATED_PASSPHRASE_PROFILES = ("dev", "ci")
 MIN_PROD_PASSPHRASE_LENGTH = 12
-MANIFEST_FORMAT = 1
 
 PromptPassphrase = Callable[[str], "str | None"]
 
@@ -70,88 +80,6 @@ class ClientFiles:
     stores: StoreFiles
 
 
-@dataclass(frozen=True)
-class CertRecord:
-    """One issued certificate in ``manifest.json``."""
-
-    name: str
-    kind: str  # ca, broker, zookeeper, client
-    subject: str
-    sans: tuple[str, ...]
-    serial: str  # lowercase hex
-    sha256: str  # fingerprint of the DER certificate, lowercase hex
-    not_before: str  # ISO 8601, UTC
-    not_after: str
-    generation: int
-    active: bool
-    path: str  # directory of its files, relative to certs/<env>/
-
-    @classmethod
-    def of(cls, name: str, kind: str, cert: x509.Certificate, path: str, generation: int = 1) -> "CertRecord":
-        return cls(
-            name=name,
-            kind=kind,
-            subject=cert.subject.rfc4514_string(),
-            sans=tuple(pki.sans_of(cert)),
-            serial=format(cert.serial_number, "x"),
-            sha256=pki.fingerprint(cert),
-            not_before=cert.not_valid_before_utc.isoformat(),
-            not_after=cert.not_valid_after_utc.isoformat(),
-            generation=generation,
-            active=True,
-            path=path,
-        )
-
-    @property
-    def days_left(self) -> int:
-        """Whole days until ``not_after`` from now; negative once expired."""
-        return (dt.datetime.fromisoformat(self.not_after) - pki.now()).days
-
-    def to_json(self) -> dict[str, object]:
-        return {**asdict(self), "sans": list(self.sans)}
-
-
-class Manifest:
-    def __init__(self, env: str, records: list[CertRecord]):
-        self.env = env
-        self.records = records
-
-    @classmethod
-    def load(cls, path: Path) -> "Manifest":
-        try:
-            document = json.loads(path.read_text())
-            records = [CertRecord(**{**r, "sans": tuple(r["sans"])}) for r in document["certificates"]]
-            return cls(document["env"], records)
-        except FileNotFoundError:
-            raise SecureKafkaError(f"{path}: manifest missing: restore certs/ from backup") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SecureKafkaError(
-                f"{path}: unreadable manifest ({exc.__class__.__name__}): restore it from backup"
-            ) from None
-
-    def save(self, path: Path) -> None:
-        document = {
-            "format": MANIFEST_FORMAT,
-            "env": self.env,
-            "certificates": [r.to_json() for r in self.records],
-        }
-        write_atomic(path, json.dumps(document, indent=1) + "\n", mode=0o600)
-
-    def active(self) -> list[CertRecord]:
-        return [r for r in self.records if r.active]
-
-    def current(self, name: str) -> CertRecord | None:
-        return next((r for r in self.records if r.active and r.name == name), None)
-
-    def add(self, record: CertRecord) -> CertRecord:
-        """Adds ``record`` as the next generation of its name; earlier ones become inactive."""
-        generation = 1 + max((r.generation for r in self.records if r.name == record.name), default=0)
-        self.records = [replace(r, active=False) if r.name == record.name else r for r in self.records]
-        record = replace(record, generation=generation, active=True)
-        self.records.append(record)
-        return record
-
-
 def check_bounds(settings: Settings) -> None:
     """Key algorithm and leaf validity of ``settings`` within its profile's bounds."""
     profile = settings.profile
@@ -173,20 +101,6 @@ def _mkdir(path: Path, uid: int | None = None) -> Path:
     if uid is not None:
         os.chown(path, uid, uid)
     return path
-
-
-def _load_pkcs12(path: Path, password: str) -> pkcs12.PKCS12KeyAndCertificates:
-    """Raises ``ValueError`` with a human reason when the store is missing or does not open."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError("missing") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable ({exc.strerror})") from None
-    try:
-        return pkcs12.load_pkcs12(data, password.encode())
-    except ValueError:
-        raise ValueError("does not open with its password from secrets.json (damaged or half-written)") from None
 
 
 class CertStore:
@@ -500,176 +414,4 @@ class CertStore:
 
     def verify(self) -> list[str]:
         """Every problem of the PKI on disk, one line each naming the file and the fix."""
-        return _Verifier(self).run()
-
-
-class _Verifier:
-    """Collects problems instead of stopping at the first: the user fixes them in one go."""
-
-    def __init__(self, store: CertStore):
-        self.store = store
-        self.env = store.env
-        self.problems: list[str] = []
-        self.at = pki.now()
-        self.warning = dt.timedelta(days=store.settings.profile.expiry_warning_days)
-
-    def problem(self, path: Path, what: str, fix: str) -> None:
-        self.problems.append(f"{self.store.relative(path)}: {what}: {fix}")
-
-    def run(self) -> list[str]:
-        store = self.store
-        if not store.exists():
-            self.problem(store.ca_cert_path, "missing", f"create the PKI with `secure-kafka certs init {self.env}`")
-            return self.problems
-        ca_cert = self.check_ca()
-        if ca_cert is None:
-            return self.problems
-        try:
-            manifest: Manifest | None = Manifest.load(store.manifest_path)
-        except SecureKafkaError as exc:
-            self.problems.append(str(exc))
-            manifest = None
-        for node in store.settings.topology.nodes:
-            self.check_node(node, ca_cert, manifest)
-        clients = store.root / "clients"
-        principals = sorted(p.name for p in clients.iterdir() if p.is_dir() and not p.name.startswith(".")) if clients.is_dir() else []
-        if ADMIN not in principals:
-            self.problem(clients / ADMIN, "missing (every environment has an admin principal)", self.reissue(ADMIN, "client"))
-        for principal in principals:
-            self.check_client(principal, ca_cert, manifest)
-        return self.problems
-
-    def reissue(self, name: str, kind: str) -> str:
-        option = "--client" if kind == "client" else "--node"
-        return f"re-issue it with `secure-kafka certs rotate {self.env} {option} {name}`"
-
-    def check_ca(self) -> x509.Certificate | None:
-        store = self.store
-        try:
-            ca = pki.CA.load(store.ca_cert_path, store.ca_key_path, store.passphrase())
-        except SecureKafkaError as exc:
-            self.problems.append(str(exc))
-            return None
-        self.check_validity(store.ca_cert_path, ca.cert, f"replace it with `secure-kafka certs rotate {self.env} --ca`")
-        return ca.cert
-
-    def check_validity(self, path: Path, cert: x509.Certificate, fix: str) -> None:
-        not_after = cert.not_valid_after_utc
-        if not_after <= self.at:
-            self.problem(path, f"certificate expired on {not_after:%Y-%m-%d}", fix)
-        elif not_after - self.at < self.warning:
-            days = (not_after - self.at).days
-            self.problem(
-                path,
-                f"certificate expires in {days} days ({not_after:%Y-%m-%d}), inside the {self.warning.days}-day warning window",
-                fix,
-            )
-        if cert.not_valid_before_utc > self.at:
-            self.problem(path, f"certificate not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", fix)
-
-    def check_leaf(
-        self, path: Path, cert: x509.Certificate, ca_cert: x509.Certificate, name: str, kind: str, fix: str
-    ) -> None:
-        if not pki.issued_by(cert, ca_cert):
-            self.problem(path, "certificate not signed by the environment's CA", fix)
-        expected_subject = pki.subject_name(name, kind, self.env).rfc4514_string()
-        if cert.subject.rfc4514_string() != expected_subject:
-            self.problem(path, f"subject is {cert.subject.rfc4514_string()!r}, expected {expected_subject!r}", fix)
-        self.check_validity(path, cert, fix)
-
-    def check_stores(
-        self, directory: Path, owner: str, kind: str, ca_cert: x509.Certificate, fix: str
-    ) -> x509.Certificate | None:
-        """Opens keystore and truststore; returns the keystore's certificate if it is usable."""
-        try:
-            password = self.store.store_password(owner)
-        except SecureKafkaError as exc:
-            self.problems.append(str(exc))
-            return None
-        keystore_path, truststore_path = directory / "keystore.p12", directory / "truststore.p12"
-        cert = None
-        try:
-            keystore = _load_pkcs12(keystore_path, password)
-        except ValueError as reason:
-            self.problem(keystore_path, str(reason), fix)
-        else:
-            if keystore.key is None or keystore.cert is None:
-                self.problem(keystore_path, "no private key entry", fix)
-            else:
-                cert = keystore.cert.certificate
-                if not pki.public_keys_match(keystore.key, cert):
-                    self.problem(keystore_path, "private key does not match its certificate", fix)
-                self.check_leaf(keystore_path, cert, ca_cert, owner, kind, fix)
-        try:
-            truststore = _load_pkcs12(truststore_path, password)
-        except ValueError as reason:
-            self.problem(truststore_path, str(reason), fix)
-        else:
-            trusted = {pki.fingerprint(c.certificate) for c in truststore.additional_certs}
-            if pki.fingerprint(ca_cert) not in trusted:
-                self.problem(truststore_path, "does not trust the environment's CA", fix)
-        return cert
-
-    def check_manifest(self, path: Path, cert: x509.Certificate, name: str, manifest: Manifest | None) -> None:
-        if manifest is None:
-            return
-        record = manifest.current(name)
-        if record is None:
-            self.problem(self.store.manifest_path, f"no active record for {name!r}", "re-create it from backup")
-        elif record.sha256 != pki.fingerprint(cert):
-            self.problem(path, f"certificate is not the one manifest.json records for {name!r}", self.reissue(name, record.kind))
-
-    def check_node(self, node: Node, ca_cert: x509.Certificate, manifest: Manifest | None) -> None:
-        directory = self.store.root / "nodes" / node.name
-        fix = self.reissue(node.name, node.role)
-        if not directory.is_dir():
-            self.problem(directory, f"no certificate for node {node.name}", fix)
-            return
-        cert = self.check_stores(directory, node.name, node.role, ca_cert, fix)
-        if cert is None:
-            return
-        keystore_path = directory / "keystore.p12"
-        expected = set(node.dns_names) | ({"localhost", "127.0.0.1"} if node.role == "broker" else set())
-        if missing := sorted(expected - set(pki.sans_of(cert))):
-            self.problem(keystore_path, f"SANs lack {', '.join(missing)}", fix)
-        usages = pki.extended_key_usages(cert)
-        if not {"serverAuth", "clientAuth"} <= usages:
-            self.problem(keystore_path, "certificate lacks serverAuth/clientAuth usage", fix)
-        pem_path = directory / "node.crt"
-        try:
-            pem_cert = x509.load_pem_x509_certificate(pem_path.read_bytes())
-        except (OSError, ValueError):
-            self.problem(pem_path, "missing or not a PEM certificate", fix)
-        else:
-            if pem_cert != cert:
-                self.problem(pem_path, "differs from the certificate in keystore.p12", fix)
-        self.check_manifest(keystore_path, cert, node.name, manifest)
-
-    def check_client(self, principal: str, ca_cert: x509.Certificate, manifest: Manifest | None) -> None:
-        directory = self.store.root / "clients" / principal
-        fix = self.reissue(principal, "client")
-        cert_path, key_path, ca_path = directory / "client.crt", directory / "client.key", directory / "ca.crt"
-        try:
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            key = _load_pem_key(key_path)
-        except (OSError, ValueError):
-            self.problem(directory, "client.crt or client.key missing or damaged", fix)
-        else:
-            if not pki.public_keys_match(key, cert):
-                self.problem(key_path, "private key does not match client.crt", fix)
-            self.check_leaf(cert_path, cert, ca_cert, principal, "client", fix)
-            if pki.extended_key_usages(cert) != {"clientAuth"}:
-                self.problem(cert_path, "certificate must have clientAuth usage only", fix)
-            self.check_manifest(cert_path, cert, principal, manifest)
-        try:
-            bundle = x509.load_pem_x509_certificates(ca_path.read_bytes())
-        except (OSError, ValueError):
-            self.problem(ca_path, "missing or not a PEM certificate", fix)
-        else:
-            if pki.fingerprint(ca_cert) not in {pki.fingerprint(c) for c in bundle}:
-                self.problem(ca_path, "does not contain the environment's CA", fix)
-        self.check_stores(directory, principal, "client", ca_cert, fix)
-
-
-def _load_pem_key(path: Path) -> object:
-    return serialization.load_pem_private_key(path.read_bytes(), None)
+        return PkiChecker(self).run()

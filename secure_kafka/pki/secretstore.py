@@ -14,6 +14,15 @@ from pathlib import Path
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 
+__all__ = [
+    "ZOOKEEPER_SASL",
+    "QUORUM_SASL",
+    "PASSWORD_ENCODER",
+    "SecretStore",
+    "store_password_name",
+    "scram_password_name",
+]
+
 # Names of the secrets the cluster itself needs.
 ZOOKEEPER_SASL = "zookeeper-sasl"  # brokers' shared SASL identity towards ZooKeeper
 QUORUM_SASL = "quorum-sasl"  # ZooKeeper peers towards each other

@@ -28,7 +28,7 @@ from confluent_kafka.admin import (
 from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import acl
-from secure_kafka.ops import acladmin, audit, clients, provision, users
+from secure_kafka.ops import acladmin, audit, clients, kafka_admin, users
 
 # Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
 ORIGINAL_RULES: dict[str, list] = {}
@@ -82,7 +82,7 @@ def write_acls(env, rules: str) -> None:
 
 
 def apply(env, prune: bool = False) -> acladmin.ApplyResult:
-    return acladmin.apply(users.admin_client(env), acladmin.load_desired(env), prune=prune)
+    return acladmin.apply(env.admin_client(), acladmin.load_desired(env), prune=prune)
 
 
 def denied_in_audit(env, principal: str, since) -> set[tuple[str, str, str]]:
@@ -96,9 +96,9 @@ def authz(dev_env):
     """A fresh user with two topics (A, B); all removed and the ACL file restored afterwards."""
     tag = uuid.uuid4().hex[:8]
     name, topic_a, topic_b = f"authz-{tag}", f"authz-{tag}-a", f"authz-{tag}-b"
-    admin = users.admin_client(dev_env)
+    admin = dev_env.admin_client()
     for topic in (topic_a, topic_b):
-        provision.ensure_topic(admin, topic, 1)
+        kafka_admin.ensure_topic(admin, topic, 1)
     users.add(dev_env, name)
     acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
     original = acl_path.read_text() if acl_path.exists() else None
@@ -189,7 +189,7 @@ def test_deny_by_default_and_declared_grants(authz, auth):
 
 def test_bad_acl_file_applies_nothing(authz):
     env, name, topic_a, _ = authz
-    admin = users.admin_client(env)
+    admin = env.admin_client()
     before = acladmin.describe(admin)
     write_acls(env, f"  - principal: User:{name}\n    topic: {topic_a}\n    allow: [Write]\n"
                     f"  - principal: User:nobody-{name}\n    topic: {topic_a}\n    allow: [Read]\n")
@@ -228,7 +228,7 @@ def test_apply_converges_from_a_half_done_apply(authz):
     write_acls(env, f"  - principal: {principal}\n    topic: {topic_a}\n    allow: [Write, Read, Describe]\n"
                     f"  - principal: {principal}\n    topic: {topic_b}\n    deny: [Read]\n")
     desired = acladmin.load_desired(env)
-    admin = users.admin_client(env)
+    admin = env.admin_client()
     half = sorted(desired)[:2]
     acladmin.create(admin, half)  # as if an earlier apply stopped after two creations
     missing = desired - acladmin.describe(admin)

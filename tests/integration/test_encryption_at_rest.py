@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from markers import mounted, produce_marker, read_back
 
+from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.profiles import DEV
-from secure_kafka.ops.environment import Environment
 from secure_kafka.storage import volumes
 from secure_kafka.testing import running_environment
 
@@ -203,7 +203,7 @@ import sys, time
 from pathlib import Path
 sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]  # this module, and tests/ (markers)
 from test_encryption_at_rest import gocryptfs_volume
-from secure_kafka import volumes
+from secure_kafka.storage import volumes
 volume = gocryptfs_volume(Path(sys.argv[1]), sys.argv[2])
 volumes.GocryptfsBackend().unlock(volume, bytes.fromhex(sys.stdin.readline()))
 print("unlocked", flush=True)

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from secure_kafka.build.plan import LABEL_ENV
+from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.settings import Project
-from secure_kafka.ops.environment import Environment
 
 
 def _objects_of(docker_client, env: str) -> list[str]:

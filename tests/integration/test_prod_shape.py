@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from secure_kafka import verify
-from secure_kafka.ops import provision
-from secure_kafka.ops.environment import ADMIN
+from secure_kafka.model.topology import ADMIN
+from secure_kafka.ops import kafka_admin
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
@@ -95,9 +95,9 @@ def test_prod_hardening_holds_inside_the_containers(prod_env, docker_client):
 
 
 def test_leader_kill_loses_no_acked_record(prod_env, docker_client):
-    admin = provision.wait_for_admin(prod_env.admin_mtls_config(), 3)
+    admin = kafka_admin.wait_for_admin(prod_env.admin_mtls_config(), 3)
     topic = f"replicated-{uuid.uuid4().hex[:6]}"
-    provision.ensure_topic(admin, topic, replication_factor=3)
+    kafka_admin.ensure_topic(admin, topic, replication_factor=3)
     acked: list[bytes] = []
     failed: list[str] = []
 

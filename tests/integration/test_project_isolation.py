@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import docker
 from secure_kafka.cli import app
-from secure_kafka.ops.environment import Environment
+from secure_kafka.environment import Environment
 from secure_kafka.testing import running_environment
 
 TWIN = "twin"  # the environment name both projects use

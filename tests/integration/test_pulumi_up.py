@@ -29,11 +29,12 @@ from secure_kafka.build.planner import build_plan
 from secure_kafka.dockerclient import connect
 from secure_kafka.engines.docker_engine import DockerEngine
 from secure_kafka.engines.pulumi import engine as pulumi_engine
+from secure_kafka.environment import Environment
 from secure_kafka.model import settings as sk_settings
 from secure_kafka.model.profiles import get_profile
 from secure_kafka.model.settings import Project
-from secure_kafka.ops import provision
-from secure_kafka.ops.environment import ADMIN, Environment
+from secure_kafka.model.topology import ADMIN
+from secure_kafka.ops import kafka_admin
 from secure_kafka.storage import volumes
 from secure_kafka.testing import free_port_base
 
@@ -102,7 +103,7 @@ def test_pulumi_preview_up_noop_change_destroy(pulumi_project, docker_client, ru
     env = Environment(project, ENV)
     card = verify.run(env)
     assert card.passed, [(p.probe, p.observed) for p in card.failed]  # every probe: refusals, hardening, PIDs limits
-    provision.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), provision.VERIFY_TOPIC)
+    kafka_admin.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), kafka_admin.VERIFY_TOPIC)
 
     second = engine.up(passphrase)
     assert second.changed() == {}, f"a second pulumi up changed {second.changed()}"
@@ -113,7 +114,7 @@ def test_pulumi_preview_up_noop_change_destroy(pulumi_project, docker_client, ru
     assert changed == {"sk-pulumi-kafka-0": "replace", "sk-pulumi-kafka-0-pids-limit": "update",
                        "sk-pulumi-bootstrap": "update"}, changed
     env = Environment(project, ENV)
-    provision.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), provision.VERIFY_TOPIC)
+    kafka_admin.round_trip(env.scram_config(ADMIN), env.admin_mtls_config(), kafka_admin.VERIFY_TOPIC)
     assert verify.run(env, quick=True).passed
     pulumi_made = container_views(docker_client, env)
 

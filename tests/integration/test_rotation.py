@@ -19,9 +19,8 @@ from interruption import Killed, kill_at
 
 from secure_kafka.build import render
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.ops import provision
-from secure_kafka.ops.environment import ADMIN
-from secure_kafka.pki import rotation
+from secure_kafka.model.topology import ADMIN
+from secure_kafka.ops import kafka_admin, rotation
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
@@ -37,9 +36,9 @@ def prod_env(runtime_image, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def topic(prod_env):
-    admin = provision.wait_for_admin(prod_env.admin_mtls_config(), 3)
+    admin = kafka_admin.wait_for_admin(prod_env.admin_mtls_config(), 3)
     name = f"rotation-{uuid.uuid4().hex[:6]}"
-    provision.ensure_topic(admin, name, replication_factor=3, partitions=PARTITIONS)
+    kafka_admin.ensure_topic(admin, name, replication_factor=3, partitions=PARTITIONS)
     return name
 
 
@@ -210,6 +209,6 @@ def test_ca_rotation_loses_no_record_and_ends_trust_in_the_old_ca(prod_env, dock
     for where, result in presented(prod_env, docker_client, old_ca).items():
         assert not result.ok and "CERTIFICATE_VERIFY_FAILED" in result.detail, f"{where}: {result.detail}"
     assert prod_env.certs.verify() == []
-    assert provision.round_trip(prod_env.scram_config(ADMIN), prod_env.admin_mtls_config(), provision.VERIFY_TOPIC) < 60
+    assert kafka_admin.round_trip(prod_env.scram_config(ADMIN), prod_env.admin_mtls_config(), kafka_admin.VERIFY_TOPIC) < 60
     # Nothing is due for years, so the cron form does nothing.
     assert rotation.rotate_if_due(prod_env, rotation.parse_duration("30d")).outcome == "nothing-due"

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from secure_kafka.ops import provision
-from secure_kafka.ops.environment import ADMIN
+from secure_kafka.model.topology import ADMIN
+from secure_kafka.ops import kafka_admin
 from secure_kafka.pki import CA
 from secure_kafka.verify import probes
 
@@ -49,7 +49,7 @@ def test_status_reports_healthy_nodes_and_bootstrap(dev_env):
 @pytest.mark.parametrize("producer_auth, consumer_auth", [("scram", "scram"), ("mtls", "mtls"), ("scram", "mtls")])
 def test_round_trip_with_confluent_kafka(dev_env, producer_auth, consumer_auth):
     configs = {"scram": dev_env.scram_config(ADMIN), "mtls": dev_env.admin_mtls_config()}
-    assert provision.round_trip(configs[producer_auth], configs[consumer_auth], provision.VERIFY_TOPIC) < 60
+    assert kafka_admin.round_trip(configs[producer_auth], configs[consumer_auth], kafka_admin.VERIFY_TOPIC) < 60
 
 
 def run_tool_container(env, runtime_image, config_dir, *argv, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from secure_kafka.build.plan import LABEL_ENV
+from secure_kafka.environment import Environment
 from secure_kafka.model.settings import Project
-from secure_kafka.ops.environment import Environment
 from secure_kafka.storage import volumes
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "ci-example"

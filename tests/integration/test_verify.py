@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from secure_kafka import verify
+from secure_kafka.environment import Environment
 from secure_kafka.model.acl import Binding
-from secure_kafka.ops import acladmin, users
-from secure_kafka.ops.environment import Environment
+from secure_kafka.ops import acladmin
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
@@ -75,7 +75,7 @@ def test_tls_offers_succeed_against_weak_servers(weak_tls_server):
 def test_an_over_wide_acl_fails_exactly_the_produce_probe(dev_env):
     """Everyone may write every topic (User:* Write on *): reversible, so on the shared env."""
     over_wide = Binding("User:*", "topic", "*", "literal", "Write", "allow")
-    admin = users.admin_client(dev_env)
+    admin = dev_env.admin_client()
     acladmin.create(admin, [over_wide])
     try:
         _wait_until(lambda: over_wide in acladmin.describe(admin))

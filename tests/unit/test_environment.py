@@ -1,4 +1,4 @@
-"""``Environment``'s own decisions, with the cluster calls replaced."""
+"""Provisioning's own decisions, with the cluster calls replaced."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 from secure_kafka.model import settings as sk_settings
 from secure_kafka.model.profiles import DEV
 from secure_kafka.model.settings import Project
-from secure_kafka.ops import acladmin, provision, users
-from secure_kafka.ops.environment import Environment
+from secure_kafka.ops import acladmin, kafka_admin, provision, users
+from secure_kafka.ops.context import EnvironmentContext
 
 
 def test_the_verify_topic_takes_the_stack_files_replication_factor(tmp_path, monkeypatch):
@@ -17,11 +17,11 @@ def test_the_verify_topic_takes_the_stack_files_replication_factor(tmp_path, mon
     settings = dataclasses.replace(sk_settings.defaults("staging", DEV), brokers=3, replication_factor=3)
     assert DEV.replication_factor == 1
     made: dict[str, int] = {}
-    monkeypatch.setattr(provision, "wait_for_admin", lambda *args, **kwargs: "admin client")
+    monkeypatch.setattr(kafka_admin, "wait_for_admin", lambda *args, **kwargs: "admin client")
     monkeypatch.setattr(users, "scram_users", lambda env: [])
-    monkeypatch.setattr(provision, "ensure_scram_users", lambda *args: [])
-    monkeypatch.setattr(acladmin, "bootstrap_acls", lambda *args: None)
-    monkeypatch.setattr(provision, "ensure_topic", lambda admin, topic, replication, *args: made.update({topic: replication}))
-    monkeypatch.setattr(provision, "round_trip", lambda *args: 0.1)
-    Environment(Project(tmp_path), "staging", settings=settings).bootstrap()
-    assert made == {provision.VERIFY_TOPIC: 3}
+    monkeypatch.setattr(kafka_admin, "ensure_scram_users", lambda *args: [])
+    monkeypatch.setattr(acladmin, "apply_file", lambda *args: None)
+    monkeypatch.setattr(kafka_admin, "ensure_topic", lambda admin, topic, replication, *args: made.update({topic: replication}))
+    monkeypatch.setattr(kafka_admin, "round_trip", lambda *args: 0.1)
+    provision.provision(EnvironmentContext(Project(tmp_path), "staging", settings=settings))
+    assert made == {kafka_admin.VERIFY_TOPIC: 3}

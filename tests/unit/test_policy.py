@@ -11,12 +11,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from secure_kafka import environment
 from secure_kafka.build import render
 from secure_kafka.build.planner import build_plan
 from secure_kafka.cli import app
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import policy, profiles, settings
-from secure_kafka.ops import environment
 from secure_kafka.pki.secretstore import SecretStore
 
 runner = CliRunner()

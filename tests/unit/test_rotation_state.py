@@ -20,9 +20,8 @@ from secure_kafka.build.plan import spec_hash
 from secure_kafka.build.planner import build_plan
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import profiles, settings
-from secure_kafka.pki import rotation
-from secure_kafka.pki.certstore import CertStore
-from secure_kafka.pki.rotation import (
+from secure_kafka.ops import rotation
+from secure_kafka.ops.rotation import (
     CA,
     INITIAL,
     LEAF,
@@ -33,6 +32,7 @@ from secure_kafka.pki.rotation import (
     Rotation,
     State,
 )
+from secure_kafka.pki.certstore import CertStore
 
 
 @pytest.fixture

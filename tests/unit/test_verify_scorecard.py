@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from secure_kafka import verify
-from secure_kafka.verify import checks, probes
+from secure_kafka.verify import checks, network, probes
 
 
 def card(*passed: bool, quick: bool = False) -> verify.Scorecard:
@@ -87,7 +87,7 @@ def _outcome(ok: bool, answered: bool = True) -> probes.HandshakeResult:
     ],
 )
 def test_a_refusal_probe_needs_every_listener_to_answer_and_refuse(outcomes, passed, observed):
-    outcome = checks._refused("tls.v1.1", outcomes)
+    outcome = network._refused("tls.v1.1", outcomes)
     assert outcome.passed is passed
     assert outcome.observed.startswith(observed)
 

@@ -18,7 +18,7 @@ from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import profiles
 from secure_kafka.model.settings import defaults, from_config, to_config
 from secure_kafka.pki.secretstore import SecretStore
-from secure_kafka.storage import volumes
+from secure_kafka.storage import fscrypt, gocryptfs, volumes
 
 KEY = os.urandom(volumes.MASTER_KEY_BYTES)
 ROOT = Path("/srv/project")
@@ -167,11 +167,11 @@ def test_paths_are_pure_functions_of_project_env_and_node():
 
 
 def test_ioctl_numbers_match_linux_fscrypt_h():
-    assert volumes.FS_IOC_SET_ENCRYPTION_POLICY == 0x800C6613
-    assert volumes.FS_IOC_GET_ENCRYPTION_POLICY_EX == 0xC0096616
-    assert volumes.FS_IOC_ADD_ENCRYPTION_KEY == 0xC0506617
-    assert volumes.FS_IOC_REMOVE_ENCRYPTION_KEY == 0xC0406618
-    assert volumes.FS_IOC_GET_ENCRYPTION_KEY_STATUS == 0xC080661A
+    assert fscrypt.FS_IOC_SET_ENCRYPTION_POLICY == 0x800C6613
+    assert fscrypt.FS_IOC_GET_ENCRYPTION_POLICY_EX == 0xC0096616
+    assert fscrypt.FS_IOC_ADD_ENCRYPTION_KEY == 0xC0506617
+    assert fscrypt.FS_IOC_REMOVE_ENCRYPTION_KEY == 0xC0406618
+    assert fscrypt.FS_IOC_GET_ENCRYPTION_KEY_STATUS == 0xC080661A
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -259,8 +259,8 @@ def test_backend_choice_decides_the_storage_not_the_plaintext_path(tmp_path, nam
 
 
 def test_environment_uses_the_configured_backend(tmp_path):
+    from secure_kafka.environment import Environment
     from secure_kafka.model.settings import Project
-    from secure_kafka.ops.environment import Environment
 
     project = Project(tmp_path)
     project.write(dataclasses.replace(defaults("dev", profiles.DEV), volume_backend="fscrypt"))
@@ -290,10 +290,10 @@ def test_volume_of_another_backend_refused_never_made_again(tmp_path, made, conf
 
 
 def test_gocryptfs_password_is_derived_per_key_and_is_not_the_key():
-    password = volumes.gocryptfs_password(KEY)
+    password = gocryptfs.gocryptfs_password(KEY)
     assert len(password) == 64 and int(password, 16) >= 0  # 256 bits, hex: one line on stdin
-    assert password == volumes.gocryptfs_password(KEY)
-    assert password != volumes.gocryptfs_password(os.urandom(volumes.MASTER_KEY_BYTES))
+    assert password == gocryptfs.gocryptfs_password(KEY)
+    assert password != gocryptfs.gocryptfs_password(os.urandom(volumes.MASTER_KEY_BYTES))
     assert KEY.hex().encode() not in password and password not in KEY.hex().encode()
 
 
@@ -304,12 +304,12 @@ def test_gocryptfs_gets_its_password_on_stdin_only(tmp_path, monkeypatch):
         seen.update(argv=argv, **kwargs)
         return subprocess.CompletedProcess(argv, 0)
 
-    monkeypatch.setattr(volumes.subprocess, "run", fake_run)
-    monkeypatch.setattr(volumes.os, "chown", lambda *args: None)
-    monkeypatch.setattr(volumes, "_require_unprivileged_fuse", lambda: None)
+    monkeypatch.setattr(gocryptfs.subprocess, "run", fake_run)
+    monkeypatch.setattr(gocryptfs.os, "chown", lambda *args: None)
+    monkeypatch.setattr(gocryptfs, "_require_unprivileged_fuse", lambda: None)
     volume = volumes.Volume("dev", "kafka-0", tmp_path / "kafka-0.gocryptfs", tmp_path / "mnt", tmp_path / "mnt" / "data", 0)
     volumes.GocryptfsBackend().create(volume, KEY)
-    password = volumes.gocryptfs_password(KEY)
+    password = gocryptfs.gocryptfs_password(KEY)
     assert seen["input"] == password
     assert not any(password.decode() in arg or KEY.hex() in arg for arg in seen["argv"])
     assert "env" not in seen  # the daemon inherits our environment: nothing is added to it
@@ -347,14 +347,14 @@ def test_unprivileged_fuse_prerequisites(tmp_path, monkeypatch, device_mode, con
             raise KeyError(uid)
         return ("secure-kafka",)
 
-    monkeypatch.setattr(volumes, "FUSE_DEVICE", device)
-    monkeypatch.setattr(volumes, "FUSE_CONF", fuse_conf)
-    monkeypatch.setattr(volumes.pwd, "getpwuid", getpwuid)
+    monkeypatch.setattr(gocryptfs, "FUSE_DEVICE", device)
+    monkeypatch.setattr(gocryptfs, "FUSE_CONF", fuse_conf)
+    monkeypatch.setattr(gocryptfs.pwd, "getpwuid", getpwuid)
     if message is None:
-        volumes._require_unprivileged_fuse()
+        gocryptfs._require_unprivileged_fuse()
         return
     with pytest.raises(SecureKafkaError, match=message) as caught:
-        volumes._require_unprivileged_fuse()
+        gocryptfs._require_unprivileged_fuse()
     assert "\n" not in str(caught.value) and "./run setup" in str(caught.value) or "fscrypt" in str(caught.value)
 
 
@@ -369,13 +369,13 @@ def test_a_directory_without_fscrypt_has_no_policy(monkeypatch, error, expected)
     def ioctl(*_args):
         raise OSError(error, os.strerror(error))
 
-    monkeypatch.setattr(volumes, "_ioctl", ioctl)
+    monkeypatch.setattr(fscrypt, "_ioctl", ioctl)
     if expected is OSError:
         with pytest.raises(OSError):
-            volumes.fscrypt_policy_identifier("/somewhere")
+            fscrypt.fscrypt_policy_identifier("/somewhere")
     else:
-        assert volumes.fscrypt_policy_identifier("/somewhere") is None
+        assert fscrypt.fscrypt_policy_identifier("/somewhere") is None
 
 
 def test_a_real_directory_without_fscrypt_has_no_policy(tmp_path):
-    assert volumes.fscrypt_policy_identifier(str(tmp_path)) is None
+    assert fscrypt.fscrypt_policy_identifier(str(tmp_path)) is None

@@ -18,9 +18,9 @@ same containers (``tests/integration/test_engine_parity.py`` proves it). Decisio
   to that local tag; the tag carries the content hash of ``docker/``, so a new image is a
   new tag and replaces the containers. Containers use the tag, exactly as the plan says.
 * **Start order**: every container waits for health (``wait=True``); brokers
-  ``depends_on`` all ZooKeeper nodes, the bootstrap on all brokers.
-* **Bootstrap** (SCRAM users, verified round-trip): a ``pulumi.dynamic.Resource``
-  (``engines.pulumi.provision``) that runs ``Environment.bootstrap`` — the Docker engine
+  ``depends_on`` all ZooKeeper nodes, the provisioning on all brokers.
+* **Provisioning** (SCRAM users, the ACL file, a verified round-trip): a ``pulumi.dynamic.Resource``
+  (``engines.pulumi.provision``) that runs ``ops.provision`` — the Docker engine
   path's code — so a bare ``pulumi up`` ends with a verified cluster like ``secure-kafka
   up``. Its inputs hold no secret: it reads them from ``certs/<env>/`` when it runs.
 * **Encrypted volumes** (``engines.pulumi.volumes``): a dynamic resource every container
@@ -55,8 +55,9 @@ from secure_kafka.engines.shared import (
     write_rendered_files,
 )
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.model import settings as settings_mod
 from secure_kafka.model.settings import Settings
+
+__all__ = ["SecureKafkaClusterArgs", "SecureKafkaCluster", "container_args", "cpus_input"]
 
 TYPE_TOKEN = "secure-kafka:index:SecureKafkaCluster"
 # How long `pulumi up` waits for one container to become healthy (the Docker engine: 180 s).
@@ -230,9 +231,3 @@ def _mount(mount: Mount) -> docker.ContainerMountArgs:
     if mount.kind not in ("bind", "volume"):
         raise SecureKafkaError(f"mount {mount.target}: kind {mount.kind!r} has no pulumi_docker mapping (bind, volume, tmpfs)")
     return docker.ContainerMountArgs(target=mount.target, type=mount.kind, source=mount.source, read_only=mount.read_only)
-
-
-def stack_env(stack: str | None = None) -> str:
-    """The environment a stack deploys: the stack's name (``Pulumi.<env>.yaml``)."""
-    return settings_mod.check_env_name(stack or pulumi.get_stack())
-

@@ -2,15 +2,16 @@
 through the Automation API, one stack per environment.
 
 State lives in the project (``file://<project>/.pulumi``, gitignored) and stack secrets use
-the passphrase provider, so no Pulumi Cloud account is needed. The program itself builds
-the plan, unlocks the volumes, writes rendered files and runs the SCRAM bootstrap (see
-``engines/pulumi/component.py``); this module only drives the CLI and reads the stack's outputs.
+the passphrase provider, so no Pulumi Cloud account is needed. The program maps a plan,
+unlocks the volumes, writes rendered files and provisions the cluster (see
+``engines/pulumi/program.py`` and ``component.py``); this module only drives the CLI and
+reads the stack's outputs.
 
-The program runs *inline*: the Automation API serves ``infra/__main__.py`` from this
-process and the CLI connects to it (``--client``), so no Python language plugin is
-needed, which is what a CLI built from source lacks (tools/pulumi/README.md). A bare
-``pulumi up -s ENV`` of a normal Pulumi install runs the same file through its own
-language plugin.
+The program runs *inline*: the Automation API serves it from this process and the CLI
+connects to it (``--client``), so no Python language plugin is needed, which is what a CLI
+built from source lacks (tools/pulumi/README.md). ``secure-kafka up`` hands over the plan it
+prepared (``program.declare``); without one, the project's ``infra/__main__.py`` runs, as a
+bare ``pulumi up -s ENV`` of a normal Pulumi install runs it through its language plugin.
 
 Which CLI: the checkout's own build (``.tools/pulumi``, made by ``./run setup``) when it
 exists, with its project-local ``PULUMI_HOME`` holding the docker provider; else
@@ -25,12 +26,14 @@ import runpy
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import SecureKafkaError
 from ...proc import Progress, quiet
+
+__all__ = ["PulumiTools", "tools", "missing", "choose", "StackUpdate", "PulumiEngine"]
 
 INSTALL_HINT = (
     "run `./run setup` in the secure-kafka checkout (it builds the Pulumi CLI and its docker provider), "
@@ -154,6 +157,22 @@ def _project_found_at(root: Path) -> Iterator[None]:
             os.environ["SECURE_KAFKA_PROJECT"] = before
 
 
+# The inline program of an update: a function that declares the stack's resources.
+Program = Callable[[], None]
+
+
+def _project_program(program_dir: Path, root: Path) -> Program:
+    """The project's ``infra/__main__.py`` as an inline program, run as the CLI would run it."""
+    def program() -> None:
+        with _project_found_at(root):
+            runpy.run_path(str(program_dir), run_name="__main__")
+    return program
+
+
+def _no_program() -> None:
+    """What `pulumi destroy` is given: it works from the state alone, but the Automation API asks for a program."""
+
+
 class PulumiEngine:
     def __init__(self, project_root: Path, env: str, progress: Progress = quiet):
         self.root = project_root.resolve()
@@ -164,16 +183,18 @@ class PulumiEngine:
     def backend_url(self) -> str:
         return f"file://{self.root / '.pulumi'}"
 
-    def _stack(self, passphrase: str):
+    def _stack(self, passphrase: str, program: Program | None):
         if reason := missing():
             raise SecureKafkaError(f"{reason}: {INSTALL_HINT}")
         from pulumi import (
             automation as auto,  # imported here: the Docker engine path never needs it
         )
 
-        program_dir = self.root / "infra"
-        if not (program_dir / "__main__.py").is_file():
-            raise SecureKafkaError(f"{program_dir}/__main__.py not found: copy infra/ from secure-kafka into the project")
+        if program is None:
+            program_dir = self.root / "infra"
+            if not (program_dir / "__main__.py").is_file():
+                raise SecureKafkaError(f"{program_dir}/__main__.py not found: copy infra/ from secure-kafka into the project")
+            program = _project_program(program_dir, self.root)
         found = tools()
         (self.root / ".pulumi").mkdir(mode=0o700, exist_ok=True)
         env_vars = {
@@ -187,20 +208,17 @@ class PulumiEngine:
             pulumi_command=auto.PulumiCommand(root=str(found.cli.parent.parent)),  # type: ignore[union-attr]
         )
 
-        def program() -> None:
-            with _project_found_at(self.root):
-                runpy.run_path(str(program_dir), run_name="__main__")
-
         try:
             return auto.create_or_select_stack(stack_name=self.env, project_name=PROJECT_NAME, program=program, opts=options)
         except auto.CommandError as exc:
             raise SecureKafkaError(f"pulumi stack {self.env}: {_last_line(exc)}") from None
 
-    def up(self, passphrase: str) -> StackUpdate:
-        """`pulumi up`: the stack's plain outputs (secret outputs are left out) and what it changed."""
+    def up(self, passphrase: str, program: Program | None = None) -> StackUpdate:
+        """`pulumi up` of ``program`` (default: the project's ``infra/``, as a bare `pulumi up` runs it):
+        the stack's plain outputs (secret outputs are left out) and what it changed."""
         from pulumi import automation as auto
 
-        stack = self._stack(passphrase)
+        stack = self._stack(passphrase, program)
         self.progress(f"pulumi up: stack {self.env} (state in {self.backend_url})")
         steps = _Steps()
         try:
@@ -209,11 +227,11 @@ class PulumiEngine:
             raise SecureKafkaError(f"pulumi up of {self.env} failed: {_last_line(exc)}") from None
         return StackUpdate({name: out.value for name, out in result.outputs.items() if not out.secret}, steps.ops)
 
-    def preview(self, passphrase: str) -> StackUpdate:
-        """`pulumi preview`: what an update would do (no outputs)."""
+    def preview(self, passphrase: str, program: Program | None = None) -> StackUpdate:
+        """`pulumi preview` of ``program`` (default: ``infra/``): what an update would do (no outputs)."""
         from pulumi import automation as auto
 
-        stack = self._stack(passphrase)
+        stack = self._stack(passphrase, program)
         steps = _Steps()
         try:
             stack.preview(on_output=self._output, on_event=steps)
@@ -224,7 +242,7 @@ class PulumiEngine:
     def destroy(self, passphrase: str) -> StackUpdate:
         from pulumi import automation as auto
 
-        stack = self._stack(passphrase)
+        stack = self._stack(passphrase, _no_program)
         self.progress(f"pulumi destroy: stack {self.env} (data volumes are retained; --purge removes them)")
         steps = _Steps()
         try:

@@ -22,6 +22,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+__all__ = ["PidsLimitProvider", "PidsLimit"]
+
 INPUTS = ("container", "limit")
 
 

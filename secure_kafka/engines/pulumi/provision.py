@@ -1,4 +1,4 @@
-"""The Pulumi program's bootstrap step: a dynamic resource that runs ``Environment.bootstrap``.
+"""The Pulumi program's provisioning step: a dynamic resource that runs ``ops.provision``.
 
 Why a dynamic resource and not a step after `pulumi up` in the Automation API path: the
 program is the users' main path, so a bare ``pulumi up`` must end like ``secure-kafka up``,
@@ -28,25 +28,26 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from ...model.settings import Settings, to_values
+from ...model.settings import Project, Settings, from_config, to_values
+from ...ops.context import EnvironmentContext
+from ...ops.provision import provision
+
+__all__ = ["context_of", "BootstrapProvider", "ClusterBootstrap"]
 
 INPUTS = ("project_root", "env", "settings", "containers")
 
 
-def environment_of(props: dict[str, Any], purpose: str):
-    """The ``Environment`` a dynamic resource's inputs (project root, env, settings) name."""
-    # Imported here: the provider runs in Pulumi's provider process.
-    from ...model.settings import Project, from_config
-    from ...ops.environment import Environment
-
+def context_of(props: dict[str, Any], purpose: str) -> EnvironmentContext:
+    """The environment a dynamic resource's inputs (project root, env, settings) name."""
     env = props["env"]
     settings = from_config(env, props["settings"], f"{purpose} of {env}")
-    return Environment(Project(Path(props["project_root"])), env, settings=settings)
+    return EnvironmentContext(Project(Path(props["project_root"])), env, settings=settings)
 
 
 def _run(props: dict[str, Any]) -> dict[str, Any]:
-    created, round_trip_s = environment_of(props, "bootstrap").bootstrap()
-    return {**{k: props[k] for k in INPUTS}, "scram_users_created": created, "round_trip_s": round(round_trip_s, 3)}
+    provisioned = provision(context_of(props, "provisioning"))
+    return {**{k: props[k] for k in INPUTS}, "scram_users_created": provisioned.scram_users_created,
+            "round_trip_s": round(provisioned.round_trip_s, 3)}
 
 
 class BootstrapProvider(ResourceProvider):

@@ -27,7 +27,9 @@ from pulumi.dynamic import (
 )
 
 from ...model.settings import Settings, to_values
-from .provision import environment_of
+from .provision import context_of
+
+__all__ = ["UnlockedVolumesProvider", "UnlockedVolumes"]
 
 INPUTS = ("project_root", "env", "settings")
 # The settings that make or find volumes; a change of any other (a port, a TLS version) leaves them be.
@@ -40,7 +42,7 @@ def _identity(props: dict[str, Any]) -> tuple:
 
 
 def _volumes(props: dict[str, Any]):
-    return environment_of(props, "encrypted volumes").volumes
+    return context_of(props, "encrypted volumes").volumes
 
 
 def _unlock(props: dict[str, Any]) -> dict[str, Any]:

@@ -1,44 +1,7 @@
-"""``certs rotate``: zero-downtime rotation of leaf certificates and of the CA.
+"""Runs a rotation: stages the new material, walks the phases' steps against a ``Cluster``,
+saves the ``State`` after every action, and archives or discards the material at the end.
 
-A rotation moves every *owner* (a node or a client principal) from one *material* to
-another. A material says which leaf an owner's keystore holds (``old`` or ``new``) and which
-CAs its truststore (and a client's ``ca.crt``) trusts. Leaf rotation is one phase::
-
-    new-leaves      leaf new, trust {current CA}
-
-CA rotation is three, so that at every moment every peer trusts every certificate it can
-be shown (on the inter-broker listener Kafka even checks that before a reload)::
-
-    trust-both      leaf old, trust {old CA, new CA}
-    new-leaves      leaf new (issued by the new CA), trust {old, new}
-    drop-old-ca     leaf new, trust {new CA}; the new CA becomes certs/<env>/ca/
-
-Each phase has three steps: **files** (rewrite the owners' stores by rename; node
-directories are bind-mounted as directories, so containers see the new files), **reload**
-(brokers: a per-broker AlterConfigs of every TLS listener's keystore/truststore location to
-the same path re-reads the changed files, KIP-226; then a real TLS handshake per listener
-checks the served serial), **roll** (ZooKeeper nodes, leader last, then brokers, one at a
-time, each waiting until the ensemble has the node back and every partition is fully in
-sync: ZooKeeper never reloads, and brokers never reload their ZooKeeper client identity).
-
-Progress is kept in ``certs/<env>/rotation/state.json`` (written atomically after every
-action), beside the staged material (``new/<owner>/``, the new CA) and a copy of the old
-(``old/<owner>/``). An interrupted rotation is continued with ``resume`` or undone with
-``abort``, which walks the phases back (restore the old leaves while both CAs are trusted,
-then trust the old CA alone). Once ``drop-old-ca`` has started there is no way back: the
-old CA is no longer trusted somewhere, so abort refuses and names ``--resume``.
-
-On completion the manifest gets the new generations and the superseded material moves to
-``certs/<env>/archive/<owner>/gen-<N>/``; an aborted rotation leaves nothing behind.
-
-Decisions:
-
-- A node that is down when a rotation starts makes it refuse (it would miss the new trust,
-  and in CA rotation be locked out at ``drop-old-ca``). A node that does not come back during
-  a roll stops the rotation with the reason; the other nodes keep serving.
-- Clients that read their CA bundle only at start (librdkafka, Java) must be restarted after
-  ``trust-both`` and before ``new-leaves`` of a CA rotation: ``pause_after_trust`` stops
-  there until ``resume``. Copies made by ``client-config --out`` are not updated: re-run it.
+Also what is due for rotation, and the library entry points the CLI calls.
 """
 
 from __future__ import annotations
@@ -47,201 +10,38 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
-import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
 
-from .. import pki
-from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
-from ..model.topology import ADMIN, Node
-from ..proc import Progress, quiet
-from .certstore import CertRecord, CertStore, Manifest, _mkdir
+from ... import pki
+from ...errors import SecureKafkaError
+from ...fsutil import write_atomic
+from ...model.topology import Node
+from ...pki.certstore import CertStore, _mkdir
+from ...pki.manifest import CertRecord, Manifest
+from ...proc import Progress, quiet
+from ..context import EnvironmentContext
+from .docker_cluster import DockerCluster
+from .state import (
+    CA,
+    INITIAL,
+    LEAF,
+    NEW,
+    OLD,
+    STEPS,
+    Material,
+    Phase,
+    State,
+    forward_phases,
+)
 
-STATE_FORMAT = 1
 STARTING_GRACE_S = 180  # how long a resumed rotation waits for a node whose healthcheck is pending
-LEAF, CA = "leaf", "ca"
-OLD, NEW = "old", "new"
-
-
-# --- durations ------------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([wdhm])\s*$")
-_UNITS = {"w": dt.timedelta(weeks=1), "d": dt.timedelta(days=1), "h": dt.timedelta(hours=1), "m": dt.timedelta(minutes=1)}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """``30d``, ``12h``, ``2w``, ``90m`` as a timedelta."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise SecureKafkaError(f"invalid duration {text!r}: use a number and a unit, like 30d, 12h, 2w or 90m")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-# --- materials and phases (pure) ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Material:
-    """What an owner's files hold: which leaf, and which CAs its truststore trusts."""
-
-    leaf: str
-    trust: tuple[str, ...]
-
-    def to_json(self) -> dict:
-        return {"leaf": self.leaf, "trust": list(self.trust)}
-
-    @classmethod
-    def of(cls, data: dict) -> "Material":
-        return cls(data["leaf"], tuple(data["trust"]))
-
-
-INITIAL = Material(OLD, (OLD,))
-# Files being written, or a process being restarted, when the rotation stopped: could be either
-# material, so the next phase rewrites/restarts it whatever its target.
-UNKNOWN = Material("unknown", ())
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    target: Material
-
-    def to_json(self) -> dict:
-        return {"name": self.name, **self.target.to_json()}
-
-    @classmethod
-    def of(cls, data: dict) -> "Phase":
-        return cls(data["name"], Material.of(data))
-
-
-def forward_phases(kind: str) -> list[Phase]:
-    if kind == LEAF:
-        return [Phase("new-leaves", Material(NEW, (OLD,)))]
-    if kind == CA:
-        return [
-            Phase("trust-both", Material(OLD, (OLD, NEW))),
-            Phase("new-leaves", Material(NEW, (OLD, NEW))),
-            Phase("drop-old-ca", Material(NEW, (NEW,))),
-        ]
-    raise ValueError(kind)
-
-
-def abort_phases(materials: Iterable[Material], resume_hint: str) -> list[Phase]:
-    """The way back to ``INITIAL`` from the materials on disk and in the running nodes.
-
-    Old leaves return while the new CA is still trusted (a peer may still present a new leaf
-    until it is rolled); the new CA goes last.
-    """
-    seen = set(materials) - {UNKNOWN}
-    if any(OLD not in m.trust for m in seen):
-        raise SecureKafkaError(
-            f"the rotation is past the point of no return (the old CA is no longer trusted everywhere): finish it with {resume_hint}"
-        )
-    new_trusted = any(NEW in m.trust for m in seen)
-    phases = []
-    if any(m.leaf == NEW for m in seen):
-        phases.append(Phase("restore-old-leaves", Material(OLD, (OLD, NEW) if new_trusted else (OLD,))))
-    if new_trusted:
-        phases.append(Phase("drop-new-ca", INITIAL))
-    return phases
-
-
-STEPS = ("files", "reload", "roll")
-
-
-@dataclass
-class State:
-    """``certs/<env>/rotation/state.json``: everything needed to resume or abort."""
-
-    kind: str
-    owners: dict[str, str]  # owner -> kind (broker, zookeeper, client)
-    generations: dict[str, int]  # owner (and "ca") -> generation of the old material
-    phases: list[Phase]
-    index: int = 0
-    step: str = "files"
-    disk: dict[str, Material] = field(default_factory=dict)  # owner -> material of its files
-    running: dict[str, Material] = field(default_factory=dict)  # node -> material its process loaded
-    rolling: str | None = None  # the node being restarted, if the process stopped mid-restart
-    writing: str | None = None  # the owner whose files were being written
-    aborting: bool = False
-    pause_after: str | None = None  # a phase name to stop after (clients restart meanwhile)
-    started: str = ""
-
-    @property
-    def done(self) -> bool:
-        return self.index >= len(self.phases)
-
-    @property
-    def phase(self) -> Phase:
-        return self.phases[self.index]
-
-    def advance(self) -> None:
-        """The next step of the current phase, or the first step of the next phase."""
-        position = STEPS.index(self.step)
-        if position + 1 < len(STEPS):
-            self.step = STEPS[position + 1]
-        else:
-            self.index += 1
-            self.step = STEPS[0]
-
-    def mark_interrupted(self) -> None:
-        """After a stop mid-write or mid-restart, that owner's material is unknown."""
-        if self.writing:
-            self.disk[self.writing] = UNKNOWN
-        if self.rolling:
-            self.running[self.rolling] = UNKNOWN
-
-    def start_abort(self, resume_hint: str) -> None:
-        seen = [*self.disk.values(), *self.running.values()]
-        if UNKNOWN in seen and not self.done:
-            seen.append(self.phase.target)  # it may have got as far as the phase's target
-        self.phases = abort_phases(seen, resume_hint)
-        self.index, self.step, self.aborting, self.pause_after = 0, STEPS[0], True, None
-
-    def to_json(self) -> dict:
-        return {
-            "format": STATE_FORMAT,
-            "kind": self.kind,
-            "owners": self.owners,
-            "generations": self.generations,
-            "phases": [p.to_json() for p in self.phases],
-            "index": self.index,
-            "step": self.step,
-            "disk": {k: v.to_json() for k, v in self.disk.items()},
-            "running": {k: v.to_json() for k, v in self.running.items()},
-            "rolling": self.rolling,
-            "writing": self.writing,
-            "aborting": self.aborting,
-            "pause_after": self.pause_after,
-            "started": self.started,
-        }
-
-    @classmethod
-    def of(cls, data: dict) -> "State":
-        if data.get("format") != STATE_FORMAT:
-            raise ValueError("unknown format")
-        return cls(
-            kind=data["kind"],
-            owners=dict(data["owners"]),
-            generations={k: int(v) for k, v in data["generations"].items()},
-            phases=[Phase.of(p) for p in data["phases"]],
-            index=int(data["index"]),
-            step=data["step"],
-            disk={k: Material.of(v) for k, v in data["disk"].items()},
-            running={k: Material.of(v) for k, v in data["running"].items()},
-            rolling=data.get("rolling"),
-            writing=data.get("writing"),
-            aborting=bool(data.get("aborting")),
-            pause_after=data.get("pause_after"),
-            started=data.get("started", ""),
-        )
 
 
 # --- what a rotation needs from the running cluster -----------------------------------------
@@ -300,6 +100,10 @@ class Rotation:
         self.dir = store.root / "rotation"
         self.state_path = self.dir / "state.json"
         self._leaves: dict[tuple[str, str], pki.IssuedCert] = {}
+        # state.STEPS names the steps (as saved in state.json); this is what each one does.
+        self._steps: dict[str, Callable[[State, Phase], None]] = {
+            "files": self._step_files, "reload": self._step_reload, "roll": self._step_roll,
+        }
 
     # -- state -------------------------------------------------------------------------------
 
@@ -462,7 +266,7 @@ class Rotation:
         while not state.done:
             phase = state.phase
             self.progress(f"rotation of {self.env}: phase {phase.name} ({state.step})")
-            getattr(self, f"_step_{state.step}")(state, phase)
+            self._steps[state.step](state, phase)
             state.advance()
             self.save(state)
             if state.step == STEPS[0]:
@@ -647,205 +451,33 @@ def due_within(store: CertStore, window: dt.timedelta, at: dt.datetime | None = 
     return Due(ca, nodes, clients)
 
 
-# --- the real cluster: Docker containers, the Admin API, TLS handshakes ------------------------
-
-ZOOKEEPER_SERVING = re.compile(r"Peer state changed: (following|leading) - broadcast")
-ZOOKEEPER_STATE = re.compile(r"Peer state changed: (\w+)")
-RELOADED_FILES = (
-    ("ssl.keystore.type", "PKCS12"),
-    ("ssl.keystore.location", "keystore"),
-    ("ssl.keystore.password", "password"),
-    ("ssl.key.password", "password"),
-    ("ssl.truststore.type", "PKCS12"),
-    ("ssl.truststore.location", "truststore"),
-    ("ssl.truststore.password", "password"),
-)
-
-
-class DockerCluster:
-    """An environment's running containers, as a rotation sees them (either engine made them)."""
-
-    def __init__(self, env, progress: Progress = quiet, timeout_s: float = 240):
-        from ..dockerclient import connect
-        from ..engines.docker_engine import DockerEngine
-
-        self.env = env
-        self.settings = env.settings
-        self.topology = env.settings.topology
-        self.client = connect()
-        self.engine = DockerEngine(self.client, env.project.root, progress)
-        self.progress = progress
-        self.timeout_s = timeout_s
-
-    def _admin(self):
-        from confluent_kafka.admin import AdminClient
-
-        # A new client each time: it reads the admin's files as they are now (they rotate too).
-        return AdminClient({**self.env.admin_mtls_config(), "socket.timeout.ms": 10000})
-
-    # -- health --------------------------------------------------------------------------------
-
-    def unavailable(self, exempt: Sequence[str] = ()) -> list[str]:
-        statuses = {s.name: s for s in self.engine.status(self.env.labels)}
-        problems = []
-        for node in self.topology.nodes:
-            status = statuses.get(node.name)
-            if node.name in exempt:
-                continue
-            if status is None:
-                problems.append(f"{node.name} has no container")
-            elif not status.healthy:
-                problems.append(f"{node.name} is {status.state} ({status.health})")
-        if not problems and not exempt:
-            lag = self._wait_in_sync(timeout_s=60, quiet_fail=True)
-            if lag:
-                problems.append(lag)
-        return problems
-
-    def _out_of_sync(self) -> str | None:
-        from confluent_kafka import KafkaException
-
-        try:
-            metadata = self._admin().list_topics(timeout=10)
-        except KafkaException as exc:
-            return f"the cluster does not answer the admin ({exc.args[0].str()})"
-        expected = len(self.topology.brokers)
-        if len(metadata.brokers) < expected:
-            return f"only {len(metadata.brokers)} of {expected} brokers are registered"
-        lagging = [f"{t.topic}-{p.id}" for t in metadata.topics.values() for p in t.partitions.values()
-                   if set(p.isrs) != set(p.replicas) or p.leader < 0]
-        if lagging:
-            return f"{len(lagging)} partitions are not fully in sync (e.g. {lagging[0]})"
-        return None
-
-    def _wait_in_sync(self, timeout_s: float, quiet_fail: bool = False) -> str | None:
-        deadline = time.monotonic() + timeout_s
-        good = 0
-        while True:
-            lag = self._out_of_sync()
-            good = good + 1 if lag is None else 0
-            if good >= 2:  # twice in a row: a broker just restarted may not be in the ISR yet
-                return None
-            if time.monotonic() > deadline:
-                if quiet_fail:
-                    return lag
-                raise SecureKafkaError(f"the cluster is not back in sync after {timeout_s:.0f} s: {lag}")
-            time.sleep(1)
-
-    # -- reload and serials --------------------------------------------------------------------
-
-    def reload(self, broker: Node) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import (
-            AlterConfigOpType,
-            ConfigEntry,
-            ConfigResource,
-            ResourceType,
-        )
-
-        from ..build import render
-
-        password = self.env.certs.store_password(broker.name)
-        values = {"keystore": render.KEYSTORE, "truststore": render.TRUSTSTORE, "password": password}
-        entries = []
-        for listener in render.broker_listeners(self.settings, broker):
-            if listener.protocol not in ("SSL", "SASL_SSL"):
-                continue
-            prefix = f"listener.name.{listener.name.lower()}."
-            for key, value in RELOADED_FILES:
-                entries.append(ConfigEntry(prefix + key, values.get(value, value),
-                                           incremental_operation=AlterConfigOpType.SET))
-        # Per broker (entity name = its id): only then does Kafka reload files whose path is unchanged.
-        resource = ConfigResource(ResourceType.BROKER, str(self.topology.broker_id(broker)), incremental_configs=entries)
-        admin = self._admin()  # referenced until the futures resolve: a collected client cancels them
-        try:
-            for future in admin.incremental_alter_configs([resource]).values():
-                future.result(timeout=60)
-        except KafkaException as exc:
-            reason = exc.args[0].str()
-            fix = ("re-apply the environment with `secure-kafka up` (its brokers lack password.encoder.secret)"
-                   if "encoder" in reason.lower() else "check the broker's log")
-            raise SecureKafkaError(f"{broker.name}: reloading its TLS stores failed ({reason}): {fix}, then --resume") from None
-
-    def _container_ip(self, node: Node) -> str:
-        networks = self.client.api.inspect_container(node.container)["NetworkSettings"]["Networks"]
-        return networks[self.topology.network]["IPAddress"]
-
-    def served_serials(self, broker: Node) -> dict[str, int | None]:
-        from ..build import render
-        from ..verify import probes
-
-        admin_dir = self.env.certs.client_dir(ADMIN)
-        client_cert = (admin_dir / "client.crt", admin_dir / "client.key")
-        served = {}
-        for listener in render.broker_listeners(self.settings, broker):
-            if listener.protocol not in ("SSL", "SASL_SSL"):
-                continue
-            # INTERNAL is on the environment network only: the host reaches the container's address.
-            host = self._container_ip(broker) if listener.advertised_host == broker.name else "127.0.0.1"
-            result = probes.tls_handshake(host, listener.port, None, server_hostname=listener.advertised_host,
-                                          client_cert=client_cert, timeout=10)
-            served[listener.name] = result.peer_serial
-        return served
-
-    # -- restarts ------------------------------------------------------------------------------
-
-    def _log_since(self, node: Node, since: int) -> str:
-        return self.client.api.logs(node.container, since=since, stdout=True, stderr=True).decode(errors="replace")
-
-    def roll_order(self, zookeepers: Sequence[Node]) -> list[Node]:
-        if len(self.topology.zookeepers) < 2:
-            return list(zookeepers)
-
-        def is_leader(node: Node) -> bool:
-            states = ZOOKEEPER_STATE.findall(self.engine.logs_tail(node.container, 5000))
-            return bool(states) and states[-1] == "leading"
-
-        return sorted(zookeepers, key=is_leader)  # followers first: one election, at the end
-
-    def restart(self, node: Node) -> None:
-        since = int(time.time()) - 1
-        started = time.monotonic()
-        self.engine.stop(node.container)
-        self.client.api.start(node.container)
-        self.engine.wait_healthy([node.container], self.timeout_s)
-        if node.role == "zookeeper" and len(self.topology.zookeepers) > 1:
-            deadline = time.monotonic() + self.timeout_s
-            while not ZOOKEEPER_SERVING.search(self._log_since(node, since)):
-                if time.monotonic() > deadline:
-                    raise SecureKafkaError(f"{node.name} did not rejoin the ZooKeeper ensemble within {self.timeout_s:.0f} s")
-                time.sleep(1)
-        self._wait_in_sync(self.timeout_s)
-        self.progress(f"{node.name}: back, cluster in sync ({time.monotonic() - started:.0f} s)")
-
-
 # --- the library entry points -------------------------------------------------------------------
 
 
-def _rotation(env, progress: Progress, hook: Hook) -> Rotation:
+def _rotation(env: EnvironmentContext, progress: Progress, hook: Hook) -> Rotation:
     return Rotation(env.certs, DockerCluster(env, progress), progress, hook)
 
 
-def rotate_leaves(env, node: str | None = None, client: str | None = None,
+def rotate_leaves(env: EnvironmentContext, node: str | None = None, client: str | None = None,
                   progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     """New leaf certificates (new keys) for every node and client, or for ``node``/``client`` only."""
     return _rotation(env, progress, hook).start(LEAF, [node] if node else [], [client] if client else [])
 
 
-def rotate_ca(env, pause_after_trust: bool = False, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
+def rotate_ca(env: EnvironmentContext, pause_after_trust: bool = False, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     """A new CA, trusted beside the old one, then every leaf reissued under it, then the old CA dropped."""
     return _rotation(env, progress, hook).start(CA, pause_after_trust=pause_after_trust)
 
 
-def resume(env, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
+def resume(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     return _rotation(env, progress, hook).resume()
 
 
-def abort(env, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
+def abort(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     return _rotation(env, progress, hook).abort()
 
 
-def rotate_if_due(env, window: dt.timedelta, ca: bool = False, node: str | None = None,
+def rotate_if_due(env: EnvironmentContext, window: dt.timedelta, ca: bool = False, node: str | None = None,
                   client: str | None = None, progress: Progress = quiet) -> Report:
     """What ``--if-expiring-within`` does: nothing when nothing expires inside ``window``."""
     due = due_within(env.certs, window)

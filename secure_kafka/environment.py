@@ -1,7 +1,8 @@
 """An environment's life: ``up``, ``down``, ``status``, ``client-config``.
 
-Ties the pieces together in one place: settings → PKI → plan → engine → bootstrap. The CLI
-only parses arguments and calls these.
+Ties the pieces together in one place: settings → PKI → plan → engine → provisioning →
+verification. The CLI only parses arguments and calls these. The operations it calls
+(``ops``, ``ops.rotation``, ``verify``) take the ``EnvironmentContext`` it is.
 """
 
 from __future__ import annotations
@@ -9,27 +10,25 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from .. import verify
-from ..build import image, render
-from ..build.plan import ClusterPlan
-from ..build.planner import build_plan, environment_labels
-from ..dockerclient import connect
-from ..engines.docker_engine import DockerEngine
-from ..engines.pulumi.engine import PulumiEngine
-from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
-from ..model import policy
-from ..model.settings import Project, Settings
-from ..model.topology import ADMIN
-from ..pki.certstore import CertStore
-from ..pki.secretstore import SecretStore, scram_password_name
-from ..proc import Progress, quiet
-from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
-from . import acladmin, clients, provision, users
+from . import verify
+from .build import image, render
+from .build.plan import ClusterPlan
+from .build.planner import build_plan
+from .dockerclient import connect
+from .engines.docker_engine import DockerEngine
+from .engines.pulumi.engine import PulumiEngine
+from .engines.pulumi.program import declare
+from .errors import SecureKafkaError
+from .fsutil import write_atomic
+from .model import policy
+from .ops import acladmin, provision
+from .ops.context import EnvironmentContext
+from .pki.secretstore import scram_password_name
+
+__all__ = ["UpResult", "Environment"]
 
 
 @dataclass
@@ -43,42 +42,8 @@ class UpResult:
     verification: dict | None = None  # verify.Scorecard.to_json() of the probes `up` ran last
 
 
-class Environment:
-    def __init__(
-        self,
-        project: Project,
-        env: str,
-        prompt: Callable[[str], str | None] | None = None,
-        progress: Progress = quiet,
-        settings: Settings | None = None,
-    ):
-        self.project = project
-        # Dynamic resources pass the settings they were given; the project decides their id.
-        self.settings: Settings = replace(settings, project_id=project.id) if settings else project.load(env)
-        self.env = env
-        self.progress = progress
-        self.certs = CertStore(project, self.settings, prompt=prompt)
-        self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
-        self.volumes = EncryptedVolumes(
-            project.root, project.certs_dir(env), env, run_dir(self.settings.project_id, env), tuple(n.name for n in self.settings.topology.nodes),
-            self.settings.volume_size_gib, self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
-        )
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return environment_labels(self.settings)
-
-    @property
-    def bootstrap_servers(self) -> dict[str, list[str]]:
-        return self.settings.topology.bootstrap_servers
-
-    def admin_mtls_config(self) -> dict[str, str]:
-        return clients.mtls_config(self.settings, self.certs.client_dir(ADMIN))
-
-    def scram_config(self, user: str) -> dict[str, str]:
-        return clients.scram_config(
-            self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
-        )
+class Environment(EnvironmentContext):
+    """The lifecycle of one environment of one project: its context, and ``up``/``down``/``status``."""
 
     def ensure_pki(self) -> None:
         if not self.certs.exists():
@@ -87,33 +52,33 @@ class Environment:
         else:
             self.certs.load()  # fails early on a wrong passphrase or a corrupt CA
 
-    def plan(self, image_tag: str) -> ClusterPlan:
-        """The environment's plan, its PKI created first if missing: what either engine applies."""
+    def prepare(self, build_image: bool = True) -> ClusterPlan:
+        """What comes before either engine applies anything, in this order: the profile's policy
+        (a failing environment gets nothing, not even its PKI), the runtime image (built when
+        missing, else only its tag), the ACL file, the PKI (created on first use); then the plan."""
+        policy.enforce(self.settings)
+        tag = image.ensure_image(connect(), self.progress) if build_image else image.image_tag()
+        acladmin.load_desired(self)  # a bad ACL file fails before anything is applied
         self.ensure_pki()
-        return build_plan(self.project.root, self.settings, self.secrets, image_tag)
+        return build_plan(self.project.root, self.settings, self.secrets, tag)
 
     def up(self, engine: str = "docker") -> UpResult:
-        policy.enforce(self.settings)  # a failing environment gets nothing applied, not even its PKI
         started = time.monotonic()
-        client = connect()
-        tag = image.ensure_image(client, self.progress)
-        acladmin.load_desired(self)  # a bad ACL file fails `up` before anything is applied
+        plan = self.prepare()
         if engine == "pulumi":
-            # The Pulumi program builds the same plan, unlocks the volumes and runs `bootstrap` itself (infra/).
-            self.ensure_pki()
-            outputs = PulumiEngine(self.project.root, self.env, self.progress).up(self.pulumi_passphrase()).outputs
-            verified = outputs["verification"]
+            # The program maps this plan, unlocks the volumes and provisions the cluster (engines/pulumi).
+            stack = PulumiEngine(self.project.root, self.env, self.progress)
+            outputs = stack.up(self.pulumi_passphrase(), program=lambda: declare(self, plan)).outputs
             nodes = {node.name: "applied" for node in self.settings.topology.nodes}
-            verification = self.verify_after_up()
-            return UpResult(self.env, nodes, verified["scramUsersCreated"], verified["roundTripS"],
-                            time.monotonic() - started, self.bootstrap_servers, verification)
-        cluster_plan = self.plan(tag)
-        self.open_volumes()
-        nodes = DockerEngine(client, self.project.root, self.progress).apply(cluster_plan)
-        created, round_trip_s = self.bootstrap()
+            provisioned = provision.Provisioned(outputs["verification"]["scramUsersCreated"],
+                                                outputs["verification"]["roundTripS"])
+        else:
+            self.open_volumes()
+            nodes = DockerEngine(connect(), self.project.root, self.progress).apply(plan)
+            provisioned = provision.provision(self)
         verification = self.verify_after_up()
-        return UpResult(self.env, nodes, created, round_trip_s, time.monotonic() - started, self.bootstrap_servers,
-                        verification)
+        return UpResult(self.env, nodes, provisioned.scram_users_created, provisioned.round_trip_s,
+                        time.monotonic() - started, self.bootstrap_servers, verification)
 
     def verify_after_up(self) -> dict:
         """``up``'s last step: prod runs every probe and fails on any failure; dev and ci run
@@ -138,27 +103,11 @@ class Environment:
         """Pulumi's secrets passphrase: $PULUMI_CONFIG_PASSPHRASE, else the environment's own."""
         return os.environ.get("PULUMI_CONFIG_PASSPHRASE") or self.certs.passphrase()
 
-    def bootstrap(self) -> tuple[list[str], float]:
-        """SCRAM users and a verified round-trip once the containers are healthy (both engines).
-
-        Returns the SCRAM users created and the round-trip's seconds.
-        """
-        self.progress("cluster: waiting for every broker to register")
-        topology = self.settings.topology
-        admin = provision.wait_for_admin(self.admin_mtls_config(), len(topology.brokers))
-        # Every SCRAM user the environment has (admin and `users add`ed ones): re-created if the cluster lost them.
-        scram = {user: self.secrets.get(scram_password_name(user)) for user in sorted({ADMIN, *users.scram_users(self)})}
-        created = provision.ensure_scram_users(admin, scram, self.progress)
-        acladmin.bootstrap_acls(self, admin)  # the ACL file, after the users it names exist
-        provision.ensure_topic(admin, provision.VERIFY_TOPIC, self.settings.topic_replication_factor)
-        self.progress("cluster: verifying a round-trip over SASL_SSL (SCRAM) and mTLS")
-        round_trip_s = provision.round_trip(self.scram_config(ADMIN), self.admin_mtls_config(), provision.VERIFY_TOPIC)
-        return created, round_trip_s
-
     def preview(self) -> str:
         """What `pulumi preview` would change (the Pulumi engine only: the Docker engine has no preview)."""
-        self.ensure_pki()
-        return PulumiEngine(self.project.root, self.env, self.progress).preview(self.pulumi_passphrase()).summary
+        plan = self.prepare(build_image=False)
+        engine = PulumiEngine(self.project.root, self.env, self.progress)
+        return engine.preview(self.pulumi_passphrase(), program=lambda: declare(self, plan)).summary
 
     def down(self, purge: bool = False, engine: str = "docker") -> None:
         if engine == "pulumi":

@@ -1,0 +1,81 @@
+"""``EnvironmentContext``: what the operations on one environment are given.
+
+One project's environment as its parts: its settings, its PKI (``certs``), its generated
+secrets, its encrypted volumes, where progress goes, and the admin's client configurations.
+``acladmin``, ``users``, ``provision``, ``verify`` and ``rotation`` take one of these and
+nothing else; ``Environment`` (``secure_kafka.environment``, the lifecycle on top) is one,
+and the Pulumi program's dynamic resources, which run in Pulumi's own process, open one
+from their inputs without the lifecycle that called them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from confluent_kafka.admin import AdminClient
+
+from ..build.planner import environment_labels
+from ..errors import SecureKafkaError
+from ..model.settings import Project, Settings
+from ..model.topology import ADMIN
+from ..pki.certstore import CertStore
+from ..pki.secretstore import SecretStore, scram_password_name
+from ..proc import Progress, quiet
+from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
+from . import clients, kafka_admin
+
+__all__ = ["EnvironmentContext"]
+
+REACH_TIMEOUT_S = 20  # a running cluster answers its admin within this
+
+
+class EnvironmentContext:
+    """One environment of one project: settings, certs, secrets, volumes, progress."""
+
+    def __init__(
+        self,
+        project: Project,
+        env: str,
+        prompt: Callable[[str], str | None] | None = None,
+        progress: Progress = quiet,
+        settings: Settings | None = None,
+    ):
+        self.project = project
+        self.env = env
+        # Settings handed over (a dynamic resource's inputs) name no project: this one decides their id.
+        self.settings: Settings = replace(settings, project_id=project.id) if settings else project.load(env)
+        self.progress = progress
+        self.certs = CertStore(project, self.settings, prompt=prompt)
+        self.secrets = SecretStore(project.certs_dir(env) / "secrets.json")
+        self.volumes = EncryptedVolumes(
+            project.root, project.certs_dir(env), env, run_dir(self.settings.project_id, env),
+            tuple(n.name for n in self.settings.topology.nodes), self.settings.volume_size_gib,
+            self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
+        )
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels every Docker object of this environment carries (project id included)."""
+        return environment_labels(self.settings)
+
+    @property
+    def bootstrap_servers(self) -> dict[str, list[str]]:
+        return self.settings.topology.bootstrap_servers
+
+    def admin_mtls_config(self) -> dict[str, str]:
+        """librdkafka settings of the admin over mTLS (a super user)."""
+        return clients.mtls_config(self.settings, self.certs.client_dir(ADMIN))
+
+    def scram_config(self, user: str) -> dict[str, str]:
+        """librdkafka settings of a SCRAM user over SASL_SSL, its password from the secret store."""
+        return clients.scram_config(
+            self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
+        )
+
+    def admin_client(self, timeout_s: float = REACH_TIMEOUT_S) -> AdminClient:
+        """The admin over mTLS, once every broker is registered; a clear error when the cluster does not answer."""
+        try:
+            return kafka_admin.wait_for_admin(self.admin_mtls_config(), len(self.settings.topology.brokers), timeout_s)
+        except SecureKafkaError as exc:
+            raise SecureKafkaError(f"{exc}: is {self.env} up? run `secure-kafka up {self.env}`") from None

@@ -1,0 +1,98 @@
+"""What the probes look at: a running environment's containers (inspected once), its TLS
+endpoints and the files the probes need, built from an ``EnvironmentContext``."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+
+import docker
+
+from ..model.topology import ADMIN, BROKER_INTERNAL_PORT, ZK_SECURE_CLIENT_PORT, Node
+from ..ops.context import EnvironmentContext
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A TLS listener of a node, and how the host reaches it."""
+
+    name: str  # kafka-0/SASL_SSL_EXT, zk-0/client-port
+    node: Node
+    host: str
+    port: int
+    server_hostname: str  # the name a client verifies the certificate against
+    kafka: bool  # speaks Kafka (ApiVersions answers before authentication)
+    mtls: bool  # requires a client certificate
+
+
+class Target:
+    """A running environment as the probes see it: containers (inspected once), endpoints, files."""
+
+    def __init__(self, env: EnvironmentContext, client: docker.DockerClient, work_dir: Path):
+        self.env = env
+        self.settings = env.settings
+        self.topology = env.settings.topology
+        self.client = client
+        self.work_dir = work_dir
+        self.inspected: dict[str, dict | None] = {}
+        for node in self.topology.nodes:
+            try:
+                self.inspected[node.name] = client.api.inspect_container(node.container)
+            except docker.errors.NotFound:
+                self.inspected[node.name] = None
+        admin_dir = env.certs.client_dir(ADMIN)
+        self.ca_file = admin_dir / "ca.crt"  # every CA the environment trusts (two during a CA rotation)
+        self.admin_cert = (admin_dir / "client.crt", admin_dir / "client.key")
+
+    def running(self, node: Node) -> bool:
+        info = self.inspected.get(node.name)
+        return bool(info and info["State"]["Running"])
+
+    def ip(self, node: Node) -> str | None:
+        info = self.inspected.get(node.name)
+        if not info:
+            return None
+        network = info["NetworkSettings"]["Networks"].get(self.topology.network)
+        return network["IPAddress"] if network else None
+
+    def published(self) -> list[tuple[Node, str, int]]:
+        """(broker, host address, host port) of every port Docker publishes, as it actually does."""
+        found = []
+        for node in self.topology.nodes:
+            info = self.inspected.get(node.name)
+            for bindings in ((info or {}).get("NetworkSettings", {}).get("Ports") or {}).values():
+                for binding in bindings or []:
+                    found.append((node, binding.get("HostIp", ""), int(binding["HostPort"])))
+        return sorted(found, key=lambda f: f[2])
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every TLS listener: brokers' published SASL_SSL and SSL ports, their INTERNAL listener
+        and ZooKeeper's TLS client port (the latter two at the container's network address)."""
+        found = []
+        address = self.settings.bind_address
+        host = address if _is_specific(address) and not ipaddress.ip_address(address).is_loopback else LOOPBACK
+        for broker in self.topology.brokers:
+            for listener, mtls in (("sasl_ssl", False), ("ssl", True)):
+                found.append(Endpoint(f"{broker.name}/{listener}", broker, host,
+                                      self.topology.listener_port(broker, listener), "localhost", True, mtls))
+            if ip := self.ip(broker):
+                found.append(Endpoint(f"{broker.name}/internal", broker, ip, BROKER_INTERNAL_PORT, broker.name, True, True))
+        for zk in self.topology.zookeepers:
+            if ip := self.ip(zk):
+                found.append(Endpoint(f"{zk.name}/client-port", zk, ip, ZK_SECURE_CLIENT_PORT, zk.name, False, True))
+        return found
+
+    def kafka_mtls_endpoints(self) -> list[Endpoint]:
+        return [e for e in self.endpoints() if e.kafka and e.mtls]
+
+
+def _is_specific(address: str) -> bool:
+    try:
+        return not ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False
