@@ -1,12 +1,20 @@
-"""File writes that never leave a half-written file behind."""
+"""File writes that never leave a half-written file behind, and reads of the JSON documents
+written that way."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["write_atomic"]
+from .errors import SecureKafkaError
+
+__all__ = ["write_atomic", "read_json"]
+
+T = TypeVar("T")
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o600, uid: int | None = None) -> None:
@@ -30,3 +38,19 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o600, uid: int | No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: Path, parse: Callable[[Any], T], missing: str, unreadable: str) -> T:
+    """``parse`` of the JSON document at ``path``.
+
+    A missing file raises ``missing``. A file that cannot be read, is no JSON or lacks what
+    ``parse`` looks for (it may fail with KeyError, TypeError or ValueError) raises
+    ``unreadable`` with the error's class and the fix: these documents are written atomically,
+    so a bad one is damaged, not half-written.
+    """
+    try:
+        return parse(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise SecureKafkaError(missing) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SecureKafkaError(f"{unreadable} ({exc.__class__.__name__}): restore it from backup") from None

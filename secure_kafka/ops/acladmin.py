@@ -110,37 +110,33 @@ def describe(admin: AdminClient) -> frozenset[Binding]:
 
 
 def create(admin: AdminClient, bindings: list[Binding], progress: Progress = quiet) -> None:
-    if not bindings:
-        return
-    ours = {to_kafka(b): b for b in bindings}
-    futures = admin.create_acls(list(ours), request_timeout=TIMEOUT_S)
-    failed = []
-    for kafka_binding, future in futures.items():
-        binding = ours[kafka_binding]
-        try:
-            future.result(timeout=TIMEOUT_S + 5)
-            progress(f"acl: created {binding}")
-        except KafkaException as exc:
-            failed.append(f"{binding} ({_error(exc)})")
-    if failed:
-        raise SecureKafkaError(f"creating {len(failed)} ACL(s) failed, first: {failed[0]}: re-run `acl apply` once the cause is fixed")
+    if bindings:
+        ours = {to_kafka(b): b for b in bindings}
+        futures = admin.create_acls(list(ours), request_timeout=TIMEOUT_S)
+        _await_each(futures, ours, "created", "creating", "acl apply", progress)
 
 
 def delete(admin: AdminClient, bindings: list[Binding], progress: Progress = quiet) -> None:
-    if not bindings:
-        return
-    ours = {_exact_filter(b): b for b in bindings}
-    futures = admin.delete_acls(list(ours), request_timeout=TIMEOUT_S)
+    if bindings:
+        ours = {_exact_filter(b): b for b in bindings}
+        futures = admin.delete_acls(list(ours), request_timeout=TIMEOUT_S)
+        _await_each(futures, ours, "deleted", "deleting", "acl apply --prune", progress)
+
+
+def _await_each(futures: dict, binding_of: dict, done: str, doing: str, rerun: str, progress: Progress) -> None:
+    """Waits for every request's future (``binding_of`` maps a request to its binding) and
+    reports each success; the failures are raised together afterwards, so one refused binding
+    does not hide which of the others went through."""
     failed = []
-    for kafka_filter, future in futures.items():
-        binding = ours[kafka_filter]
+    for request, future in futures.items():
+        binding = binding_of[request]
         try:
             future.result(timeout=TIMEOUT_S + 5)
-            progress(f"acl: deleted {binding}")
+            progress(f"acl: {done} {binding}")
         except KafkaException as exc:
             failed.append(f"{binding} ({_error(exc)})")
     if failed:
-        raise SecureKafkaError(f"deleting {len(failed)} ACL(s) failed, first: {failed[0]}: re-run `acl apply --prune` once the cause is fixed")
+        raise SecureKafkaError(f"{doing} {len(failed)} ACL(s) failed, first: {failed[0]}: re-run `{rerun}` once the cause is fixed")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from pathlib import Path
 from cryptography import x509
 
 from .. import pki
-from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
+from ..fsutil import read_json, write_atomic
 
 MANIFEST_FORMAT = 1
 
@@ -70,16 +69,13 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
-        try:
-            document = json.loads(path.read_text())
-            records = [CertRecord(**{**r, "sans": tuple(r["sans"])}) for r in document["certificates"]]
-            return cls(document["env"], records)
-        except FileNotFoundError:
-            raise SecureKafkaError(f"{path}: manifest missing: restore certs/ from backup") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SecureKafkaError(
-                f"{path}: unreadable manifest ({exc.__class__.__name__}): restore it from backup"
-            ) from None
+        return read_json(path, cls._of_json, missing=f"{path}: manifest missing: restore certs/ from backup",
+                         unreadable=f"{path}: unreadable manifest")
+
+    @classmethod
+    def _of_json(cls, document: dict) -> "Manifest":
+        records = [CertRecord(**{**r, "sans": tuple(r["sans"])}) for r in document["certificates"]]
+        return cls(document["env"], records)
 
     def save(self, path: Path) -> None:
         document = {

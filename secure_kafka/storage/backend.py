@@ -1,11 +1,14 @@
 """What every volume backend shares: ``Volume``, the ``VolumeBackend`` protocol, its states,
-and the helpers both backends use (commands, /proc/self/mounts, the /run mountpoints).
+and the helpers both backends use (creation by rename, commands, /proc/self/mounts, the /run
+mountpoints).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +53,18 @@ class VolumeBackend(Protocol):
 
     def state(self, volume: Volume) -> str:
         """``unlocked``, ``locked`` or ``absent`` (no storage yet)."""
+
+
+@contextlib.contextmanager
+def creating(volume: Volume, what: str) -> Iterator[Path]:
+    """Where a backend makes a new volume: ``volume.partial``, renamed to ``volume.storage``
+    once the block completes, so a storage that exists is always complete. Refuses to ``what``
+    over an existing volume; a partial left by an interrupted creation is the backend's to clear."""
+    if volume.storage.exists():
+        raise SecureKafkaError(f"{volume.storage} exists: refusing to {what} over existing data")
+    volume.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    yield volume.partial
+    os.rename(volume.partial, volume.storage)
 
 
 _PACKAGE_OF = {"mkfs.ext4": "e2fsprogs", "losetup": "mount", "mount": "mount", "umount": "mount",

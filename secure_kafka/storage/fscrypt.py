@@ -24,6 +24,7 @@ from .backend import (
     _make_mountpoint,
     _remove_mountpoint,
     _run,
+    creating,
     mounted_source,
 )
 
@@ -119,18 +120,15 @@ class FscryptLoopBackend:
     suffix = ".img"
 
     def create(self, volume: Volume, key: bytes) -> None:
-        if volume.storage.exists():
-            raise SecureKafkaError(f"{volume.storage} exists: refusing to make a filesystem over existing data")
-        volume.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        volume.partial.unlink(missing_ok=True)  # an interrupted creation: it never held data
-        fd = os.open(volume.partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        try:
-            os.ftruncate(fd, volume.size_bytes)  # sparse: takes space only as data is written
-        finally:
-            os.close(fd)
-        # -O encrypt: the fscrypt feature; -m 0: no blocks reserved for root (nothing runs as root there).
-        _run("mkfs.ext4", "-q", "-O", "encrypt", "-m", "0", "-L", f"sk-{volume.node}"[:16], str(volume.partial))
-        os.rename(volume.partial, volume.storage)
+        with creating(volume, "make a filesystem") as image:
+            image.unlink(missing_ok=True)  # an interrupted creation: it never held data
+            fd = os.open(image, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            try:
+                os.ftruncate(fd, volume.size_bytes)  # sparse: takes space only as data is written
+            finally:
+                os.close(fd)
+            # -O encrypt: the fscrypt feature; -m 0: no blocks reserved for root (nothing runs as root there).
+            _run("mkfs.ext4", "-q", "-O", "encrypt", "-m", "0", "-L", f"sk-{volume.node}"[:16], str(image))
 
     def unlock(self, volume: Volume, key: bytes) -> None:
         if mounted_source(volume.mountpoint) is None:

@@ -27,6 +27,7 @@ from .backend import (
     _missing,
     _remove_mountpoint,
     _run,
+    creating,
     mount_entry,
 )
 
@@ -142,17 +143,14 @@ class GocryptfsBackend:
     suffix = ".gocryptfs"
 
     def create(self, volume: Volume, key: bytes) -> None:
-        if volume.storage.exists():
-            raise SecureKafkaError(f"{volume.storage} exists: refusing to initialise gocryptfs over existing data")
-        volume.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        shutil.rmtree(volume.partial, ignore_errors=True)  # an interrupted creation: it never held data
-        volume.partial.mkdir(mode=0o700)
-        os.chown(volume.partial, CONTAINER_UID, CONTAINER_UID)
-        # -scryptn 10 (the minimum): the password is 256 random bits, not a guessable phrase.
-        code, detail = _gocryptfs(key, volume.partial, "-init", "-q", "-scryptn", "10")
-        if code != 0:
-            raise SecureKafkaError(f"gocryptfs -init {volume.partial} failed (exit {code}): {detail}")
-        os.rename(volume.partial, volume.storage)
+        with creating(volume, "initialise gocryptfs") as ciphertext:
+            shutil.rmtree(ciphertext, ignore_errors=True)  # an interrupted creation: it never held data
+            ciphertext.mkdir(mode=0o700)
+            os.chown(ciphertext, CONTAINER_UID, CONTAINER_UID)
+            # -scryptn 10 (the minimum): the password is 256 random bits, not a guessable phrase.
+            code, detail = _gocryptfs(key, ciphertext, "-init", "-q", "-scryptn", "10")
+            if code != 0:
+                raise SecureKafkaError(f"gocryptfs -init {ciphertext} failed (exit {code}): {detail}")
 
     def unlock(self, volume: Volume, key: bytes) -> None:
         if not self._serving(volume):

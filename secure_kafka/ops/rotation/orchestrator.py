@@ -21,7 +21,7 @@ from cryptography import x509
 
 from ... import pki
 from ...errors import SecureKafkaError
-from ...fsutil import write_atomic
+from ...fsutil import read_json, write_atomic
 from ...model.topology import Node
 from ...pki.certstore import CertStore, _mkdir
 from ...pki.manifest import CertRecord, Manifest
@@ -87,6 +87,13 @@ class Report:
                 "serials": self.serials, "elapsed_s": round(self.elapsed_s, 1), "notes": self.notes}
 
 
+def _interrupted_state(document: dict) -> State:
+    """A saved state as the next process sees it: what was being written or restarted is unknown."""
+    state = State.of(document)
+    state.mark_interrupted()
+    return state
+
+
 class Rotation:
     """Runs the phases of one environment's rotation against a ``Cluster``."""
 
@@ -111,16 +118,9 @@ class Rotation:
         return self.state_path.exists()
 
     def load_state(self) -> State:
-        try:
-            state = State.of(json.loads(self.state_path.read_text()))
-            state.mark_interrupted()
-            return state
-        except FileNotFoundError:
-            raise SecureKafkaError(f"no rotation of {self.env!r} is in progress: nothing to resume or abort") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SecureKafkaError(
-                f"{self.store.relative(self.state_path)}: unreadable rotation state ({exc.__class__.__name__}): restore it from backup"
-            ) from None
+        return read_json(self.state_path, _interrupted_state,
+                         missing=f"no rotation of {self.env!r} is in progress: nothing to resume or abort",
+                         unreadable=f"{self.store.relative(self.state_path)}: unreadable rotation state")
 
     def save(self, state: State) -> None:
         write_atomic(self.state_path, json.dumps(state.to_json(), indent=1) + "\n", mode=0o600)
