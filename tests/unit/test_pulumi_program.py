@@ -65,14 +65,14 @@ def run_program(project: Project, env: str, preview: bool = False):
     return mocks.run(lambda: program(), stack=env, config=config, preview=preview)
 
 
-def component_only(tmp_path: Path, env: str, bootstrap: bool = True):
+def component_only(tmp_path: Path, env: str, provision: bool = True):
     """The component alone, for a plan built directly (no PKI needed)."""
     project = Project(tmp_path)
     settings = Project(REPO).load(env)
     plan = build_plan(project.root, settings, SecretStore(tmp_path / "secrets.json"), TAG)
 
     def body():
-        cluster = SecureKafkaCluster(f"sk-{env}", SecureKafkaClusterArgs(plan, settings, project.root, bootstrap=bootstrap))
+        cluster = SecureKafkaCluster(f"sk-{env}", SecureKafkaClusterArgs(plan, settings, project.root, provision=provision))
         return cluster.verification
 
     monitor, _ = mocks.run(body, stack=env, config={}, preview=True)
@@ -278,7 +278,7 @@ def test_cpus_are_spelled_as_the_provider_reads_them_back(nano_cpus, text):
 
 def test_parity_view_sees_a_deliberate_change(tmp_path):
     """The parity comparison must be able to fail: any one changed input changes the view."""
-    _, monitor = component_only(tmp_path, "dev", bootstrap=False)
+    _, monitor = component_only(tmp_path, "dev", provision=False)
     recorded = monitor.of_type(CONTAINER)[-1].inputs
     baseline = mocks.docker_view_of_inputs(recorded)
     changes = {

@@ -46,7 +46,7 @@ import pulumi_docker as docker
 
 from secure_kafka.build.plan import NANOS, ClusterPlan, ContainerSpec, Mount
 from secure_kafka.engines.pulumi.pids import PidsLimit
-from secure_kafka.engines.pulumi.provision import ClusterBootstrap
+from secure_kafka.engines.pulumi.provision import ClusterProvisioning
 from secure_kafka.engines.pulumi.volumes import UnlockedVolumes
 from secure_kafka.engines.shared import (
     STOP_TIMEOUT_S,
@@ -68,17 +68,17 @@ HEALTH_TIMEOUT_S = 180
 class SecureKafkaClusterArgs:
     """What the component needs.
 
-    ``plan``: the environment's ``ClusterPlan`` (``Environment.plan`` / ``planner.build_plan``).
-    ``settings``: the settings the plan was built from (bootstrap servers; the bootstrap
+    ``plan``: the environment's ``ClusterPlan`` (``Environment.prepare`` / ``planner.build_plan``).
+    ``settings``: the settings the plan was built from (bootstrap servers; the provisioning
     resource rebuilds the environment from them). ``project_root``: where ``certs/<env>/``
-    and the rendered files live. ``bootstrap``: create SCRAM users and verify a round-trip
+    and the rendered files live. ``provision``: create SCRAM users, apply the ACL file and verify a round-trip
     after the brokers are healthy (off only for tests of the mapping alone).
     """
 
     plan: ClusterPlan
     settings: Settings
     project_root: Path
-    bootstrap: bool = True
+    provision: bool = True
 
 
 class SecureKafkaCluster(pulumi.ComponentResource):
@@ -87,7 +87,7 @@ class SecureKafkaCluster(pulumi.ComponentResource):
     volumes: dict[str, docker.Volume]
     unlocked_volumes: UnlockedVolumes | None
     containers: dict[str, docker.Container]  # node -> container, in start order
-    bootstrap: ClusterBootstrap | None
+    provisioning: ClusterProvisioning | None
 
     def __init__(self, name: str, args: SecureKafkaClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(TYPE_TOKEN, name, None, opts)
@@ -133,17 +133,18 @@ class SecureKafkaCluster(pulumi.ComponentResource):
         broker_containers = [self.containers[s.node] for s in brokers]
 
         self.bootstrap_servers = args.settings.topology.bootstrap_servers
-        self.bootstrap = None
+        self.provisioning = None
         verification: pulumi.Input[dict] = {}
-        if args.bootstrap:
-            self.bootstrap = ClusterBootstrap(
+        if args.provision:
+            self.provisioning = ClusterProvisioning(
+                # Named -bootstrap since round one: a new name would replace it in every existing stack.
                 f"{name}-bootstrap", args.project_root, args.settings,
-                # A replaced broker (new id) runs the bootstrap and verification again.
+                # A replaced broker (new id) runs the provisioning and verification again.
                 containers=[c.id for c in broker_containers],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=broker_containers),
             )
             verification = pulumi.Output.all(
-                self.bootstrap.scram_users_created, self.bootstrap.round_trip_s
+                self.provisioning.scram_users_created, self.provisioning.round_trip_s
             ).apply(lambda v: {"scramUsersCreated": v[0], "roundTripS": v[1]})
         self.verification = pulumi.Output.from_input(verification)
         self.register_outputs({

@@ -32,7 +32,7 @@ from ...model.settings import Project, Settings, from_config, to_values
 from ...ops.context import EnvironmentContext
 from ...ops.provision import provision
 
-__all__ = ["context_of", "BootstrapProvider", "ClusterBootstrap"]
+__all__ = ["context_of", "ProvisioningProvider", "ClusterProvisioning"]
 
 INPUTS = ("project_root", "env", "settings", "containers")
 
@@ -50,7 +50,7 @@ def _run(props: dict[str, Any]) -> dict[str, Any]:
             "round_trip_s": round(provisioned.round_trip_s, 3)}
 
 
-class BootstrapProvider(ResourceProvider):
+class ProvisioningProvider(ResourceProvider):
     # It captures no secret, so its serialized form need not be one (the default marks it
     # secret always); the tests then prove no input of the bootstrap is secret.
     serialize_as_secret_always = False
@@ -66,7 +66,7 @@ class BootstrapProvider(ResourceProvider):
         return UpdateResult(outs=_run(news))
 
 
-class ClusterBootstrap(Resource):
+class ClusterProvisioning(Resource):
     """SCRAM users and a verified round-trip, after every broker is healthy."""
 
     scram_users_created: pulumi.Output[list]
@@ -88,4 +88,4 @@ class ClusterBootstrap(Resource):
             "scram_users_created": None,
             "round_trip_s": None,
         }
-        super().__init__(BootstrapProvider(), name, props, opts)
+        super().__init__(ProvisioningProvider(), name, props, opts)

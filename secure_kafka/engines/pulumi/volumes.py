@@ -51,7 +51,7 @@ def _unlock(props: dict[str, Any]) -> dict[str, Any]:
 
 
 class UnlockedVolumesProvider(ResourceProvider):
-    serialize_as_secret_always = False  # it captures nothing secret (see ClusterBootstrap's provider)
+    serialize_as_secret_always = False  # it captures nothing secret (see ClusterProvisioning's provider)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(id_=f"{props['env']}-volumes", outs=_unlock(props))
