@@ -24,7 +24,7 @@ import yaml
 
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
-from .topology import ADMIN, NAME_PATTERN, RESERVED_CLIENT_NAME
+from .topology import ADMIN, NAME_PATTERN, is_anonymous_name, is_super_user_name
 
 __all__ = ["MAX_FILE_BYTES", "Binding", "AclPlan", "diff", "acl_file", "write_example", "load", "parse"]
 
@@ -284,8 +284,10 @@ class _Parser:
             raise self.fail(node, "wildcard principal User:* is not allowed: name each principal (deny by default)")
         if not NAME_PATTERN.match(name):
             raise self.fail(node, f"invalid principal name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
-        if name == ADMIN or RESERVED_CLIENT_NAME.match(name):
+        if is_super_user_name(name):
             raise self.fail(node, f"User:{name} is a super user (broker or admin): ACLs do not apply to it, remove the rule")
+        if is_anonymous_name(name):
+            raise self.fail(node, f"User:{name} is every unauthenticated client: a rule for it grants to anyone, remove the rule")
         if self.known_users is not None and name not in self.known_users:
             raise self.fail(node, f"principal User:{name} is not a user of this environment: add it with `secure-kafka users add ENV {name}`")
         return f"User:{name}"

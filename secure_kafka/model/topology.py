@@ -20,6 +20,9 @@ __all__ = [
     "ADMIN",
     "NAME_PATTERN",
     "RESERVED_CLIENT_NAME",
+    "ANONYMOUS",
+    "is_super_user_name",
+    "is_anonymous_name",
     "CONTAINER_UID",
     "Node",
     "Topology",
@@ -37,8 +40,22 @@ ADMIN = "admin"
 # names alike); names outside it would not map.
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
 # Client principals may not take a node's name: its certificate would map to the broker's
-# principal (User:kafka-0), a super user.
-RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk)-[0-9]+$")
+# principal (User:kafka-0), a super user. Case-insensitive, as all reserved names are: a
+# principal that differs from a super user by case alone is a trap in an ACL review.
+RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk)-[0-9]+$", re.IGNORECASE)
+# What Kafka calls every unauthenticated client (a PLAINTEXT listener's): a user, a client
+# certificate or an ACL rule of this name would grant to anyone who connects.
+ANONYMOUS = "ANONYMOUS"
+
+
+def is_super_user_name(name: str) -> bool:
+    """The admin's or a node's name (any case): principals ACLs do not apply to."""
+    return name.lower() == ADMIN or RESERVED_CLIENT_NAME.match(name) is not None
+
+
+def is_anonymous_name(name: str) -> bool:
+    """Kafka's unauthenticated principal, in any case."""
+    return name.upper() == ANONYMOUS
 # The user every container runs as (user kafka of docker/Dockerfile): it owns what the nodes
 # read and write on the host, their TLS files and their volumes' data.
 CONTAINER_UID = 10001

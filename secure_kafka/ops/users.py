@@ -27,7 +27,7 @@ from confluent_kafka.admin import (
 from .. import pki
 from ..errors import SecureKafkaError
 from ..model import acl
-from ..model.topology import RESERVED_CLIENT_NAME
+from ..model.topology import is_anonymous_name, is_super_user_name
 from ..pki.secretstore import scram_password_name
 from . import clients, kafka_admin
 from .context import EnvironmentContext
@@ -63,8 +63,10 @@ def known_users(env: EnvironmentContext) -> set[str]:
 
 def check_user_name(name: str) -> None:
     pki.check_name("user name", name)
-    if name == acl.ADMIN or RESERVED_CLIENT_NAME.match(name):
+    if is_super_user_name(name):
         raise SecureKafkaError(f"user name {name!r} is reserved (admin and the nodes' names): choose another name")
+    if is_anonymous_name(name):
+        raise SecureKafkaError(f"user name {name!r} is reserved (Kafka's unauthenticated principal): choose another name")
 
 
 def add(env: EnvironmentContext, name: str) -> AddResult:

@@ -32,7 +32,7 @@ from .. import pki
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.settings import Project, Settings
-from ..model.topology import ADMIN, CONTAINER_UID, RESERVED_CLIENT_NAME, Node
+from ..model.topology import ADMIN, CONTAINER_UID, RESERVED_CLIENT_NAME, Node, is_anonymous_name
 from .checker import PkiChecker
 from .manifest import CertRecord, Manifest
 from .secretstore import SecretStore, store_password_name
@@ -382,6 +382,10 @@ class CertStore:
         if RESERVED_CLIENT_NAME.match(principal):
             raise SecureKafkaError(
                 f"client principal {principal!r} looks like a node name (reserved: its certificate would act as that node): choose another name"
+            )
+        if is_anonymous_name(principal):
+            raise SecureKafkaError(
+                f"client principal {principal!r} is reserved (Kafka's unauthenticated principal: its certificate would map to it): choose another name"
             )
         check_bounds(self.settings)
         directory = self.client_dir(principal)

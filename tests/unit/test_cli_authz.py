@@ -50,11 +50,16 @@ def test_acl_without_file_says_how_to_get_one(project):
     assert result.exit_code == 1 and "acls/dev.yaml not found" in result.output
 
 
-@pytest.mark.parametrize("name", ["admin", "kafka-0", "zk-2", "bad name", "x" * 65])
-def test_users_add_refuses_reserved_and_invalid_names(project, name):
+@pytest.mark.parametrize("name, reason", [
+    ("admin", "reserved (admin"), ("Admin", "reserved (admin"), ("kafka-0", "reserved (admin"), ("KAFKA-0", "reserved (admin"),
+    ("zk-2", "reserved (admin"), ("ANONYMOUS", "unauthenticated principal"), ("anonymous", "unauthenticated principal"),
+    ("bad name", "invalid user name"), ("x" * 65, "invalid user name"),
+])
+def test_users_add_refuses_reserved_and_invalid_names(project, name, reason):
+    """Refused for the name itself, before any cluster is asked (none runs here)."""
     assert runner.invoke(app, ["init", "dev"]).exit_code == 0
     result = runner.invoke(app, ["users", "add", "dev", name])
-    assert result.exit_code == 1
+    assert result.exit_code == 1 and reason in result.output, result.output
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
 
 
