@@ -24,7 +24,7 @@ import yaml
 
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
-from .topology import ADMIN, NAME_PATTERN, is_anonymous_name, is_super_user_name
+from .topology import NAME_PATTERN, is_anonymous_name, is_super_user_name
 
 __all__ = ["MAX_FILE_BYTES", "Binding", "AclPlan", "diff", "acl_file", "write_example", "load", "parse"]
 

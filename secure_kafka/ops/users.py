@@ -27,7 +27,7 @@ from confluent_kafka.admin import (
 from .. import pki
 from ..errors import SecureKafkaError
 from ..model import acl
-from ..model.topology import is_anonymous_name, is_super_user_name
+from ..model.topology import ADMIN, is_anonymous_name, is_super_user_name
 from ..pki.secretstore import scram_password_name
 from . import clients, kafka_admin
 from .context import EnvironmentContext
@@ -113,7 +113,7 @@ def _wait_refused(env: EnvironmentContext, name: str, password: str) -> None:
     Brokers learn of the deletion through a ZooKeeper notification, a moment after the Admin
     API answers: "revoked" is proven by a refused login on each broker, not assumed.
     """
-    ca = env.certs.client_dir(acl.ADMIN) / "ca.crt"
+    ca = env.certs.client_dir(ADMIN) / "ca.crt"
     for address in env.settings.topology.bootstrap("sasl_ssl"):
         conf = {**clients.scram_config(env.settings, ca, name, password), "bootstrap.servers": address,
                 "log_level": 0}  # the refusal is expected: keep librdkafka from logging it
