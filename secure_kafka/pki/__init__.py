@@ -43,6 +43,7 @@ from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.profiles import KEY_ALGORITHMS
 from ..model.topology import NAME_PATTERN
+from . import keyfile
 
 ORGANIZATION = "secure-kafka"
 # Certificate kinds, the OU of a subject.
@@ -330,16 +331,11 @@ class CA:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def write(self, directory: Path, passphrase: str, uid: int | None = None) -> tuple[Path, Path]:
-        """``ca.crt`` (0644) and ``ca.key`` (0600, PKCS8 encrypted with ``passphrase``)."""
+        """``ca.crt`` (0644) and ``ca.key`` (0600, PKCS8 encrypted with ``passphrase``: scrypt, ``keyfile``)."""
         if not passphrase:
             raise SecureKafkaError("refusing to write the CA key without a passphrase: set SECURE_KAFKA_PASSPHRASE")
         cert_path, key_path = directory / "ca.crt", directory / "ca.key"
-        key_pem = self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase.encode()),
-        )
-        write_atomic(key_path, key_pem, mode=0o600, uid=uid)
+        write_atomic(key_path, keyfile.encrypt_private_key(self.key, passphrase), mode=0o600, uid=uid)
         write_atomic(cert_path, self.cert_pem(), mode=0o644, uid=uid)
         return cert_path, key_path
 

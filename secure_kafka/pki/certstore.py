@@ -32,7 +32,14 @@ from .. import pki
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.settings import Project, Settings
-from ..model.topology import ADMIN, CONTAINER_UID, RESERVED_CLIENT_NAME, Node, is_anonymous_name
+from ..model.topology import (
+    ADMIN,
+    CONTAINER_UID,
+    RESERVED_CLIENT_NAME,
+    Node,
+    is_anonymous_name,
+)
+from . import keyfile
 from .checker import PkiChecker
 from .manifest import CertRecord, Manifest
 from .secretstore import SecretStore, store_password_name
@@ -369,6 +376,9 @@ class CertStore:
                 f"{self.relative(self.ca_cert_path)} not found: create the PKI with `secure-kafka certs init {self.env}`"
             )
         ca = pki.CA.load(self.ca_cert_path, self.ca_key_path, self.passphrase())
+        if not keyfile.is_scrypt_protected(self.ca_key_path.read_bytes()):
+            # Written by an earlier version (PBKDF2, 2048 iterations): stretched with scrypt from now on.
+            ca.write(self.ca_cert_path.parent, self.passphrase())
         if ca.is_expired():
             raise SecureKafkaError(
                 f"{self.relative(self.ca_cert_path)}: the CA expired on {ca.not_after:%Y-%m-%d}: "

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from secure_kafka import pki
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import profiles, settings
-from secure_kafka.pki import certstore
+from secure_kafka.pki import certstore, keyfile
 from secure_kafka.pki.certstore import CertStore
 from secure_kafka.pki.secretstore import SecretStore, store_password_name
 
@@ -85,6 +85,24 @@ def test_init_creates_the_documented_layout(dev):
     assert root.stat().st_mode & 0o777 == 0o700
     with pytest.raises(TypeError, match="encrypted"):  # the CA key is useless without the passphrase
         serialization.load_pem_private_key((root / "ca/ca.key").read_bytes(), password=None)
+
+
+def test_a_ca_key_of_an_earlier_version_is_rewritten_with_scrypt_on_unlock(dev):
+    passphrase = dev.passphrase()
+    ca = dev.load()
+    weak = ca.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.BestAvailableEncryption(passphrase.encode()))
+    dev.ca_key_path.write_bytes(weak)  # what round one wrote: PBKDF2, 2048 iterations
+    assert not keyfile.is_scrypt_protected(dev.ca_key_path.read_bytes())
+    cert_before = dev.ca_cert_path.read_bytes()
+    assert dev.load().cert == ca.cert
+    migrated = dev.ca_key_path.read_bytes()
+    assert keyfile.is_scrypt_protected(migrated) and migrated != weak
+    assert dev.ca_key_path.stat().st_mode & 0o777 == 0o600 and dev.ca_cert_path.read_bytes() == cert_before
+    reloaded = serialization.load_pem_private_key(migrated, passphrase.encode())
+    assert reloaded.private_numbers() == ca.key.private_numbers()
+    assert dev.load().cert == ca.cert and dev.ca_key_path.read_bytes() == migrated  # once only
+    assert dev.verify() == []
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="only root can hand files to the container user")

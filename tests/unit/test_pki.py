@@ -182,6 +182,19 @@ def test_ca_write_and_load_round_trip(ca, tmp_path):
     assert pki.public_keys_match(loaded.key, ca.cert)
 
 
+def test_ca_key_is_stretched_with_scrypt_as_an_outside_parser_reads_it(ca, tmp_path):
+    """An audit found PBKDF2 with 2048 iterations (cryptography's BestAvailableEncryption)."""
+    _, key_path = ca.write(tmp_path, "right passphrase")
+    parsed = subprocess.run(["openssl", "asn1parse", "-in", str(key_path)], capture_output=True, text=True, check=True).stdout
+    objects = re.findall(r"prim: OBJECT\s+:(\S+)", parsed)
+    assert objects == ["PBES2", "scrypt", "aes-256-cbc"], parsed
+    after_scrypt = parsed.split(":scrypt", 1)[1]
+    salt = re.search(r"OCTET STRING\s+\[HEX DUMP\]:([0-9A-F]+)", after_scrypt)[1]
+    n, r, p, length = (int(v, 16) for v in re.findall(r"prim: INTEGER\s+:([0-9A-F]+)", after_scrypt)[:4])
+    assert len(bytes.fromhex(salt)) >= 16 and (n, r, p, length) == (2**15, 8, 1, 32)
+    assert "PBKDF2" not in parsed and "hmacWithSHA" not in parsed
+
+
 def test_ca_key_needs_a_passphrase(ca, tmp_path):
     with pytest.raises(SecureKafkaError, match="without a passphrase"):
         ca.write(tmp_path, "")
