@@ -146,6 +146,7 @@ def docker_view_of_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
         "memory_swap": (inputs.get("memorySwap") or 0) * MIB,
         "nano_cpus": int(float(inputs["cpus"]) * NANOS) if inputs.get("cpus") else 0,
         "restart": inputs.get("restart") or "no",
+        "log": (inputs.get("logDriver") or "json-file", dict(inputs.get("logOpts") or {})),
         "network_mode": inputs.get("networkMode"),
         "aliases": {n["name"]: sorted(n.get("aliases") or []) for n in inputs.get("networksAdvanced") or []},
     }
@@ -185,6 +186,7 @@ def docker_view_of_inspect(info: dict[str, Any], image_info: dict[str, Any]) -> 
         "memory_swap": host.get("MemorySwap") or 0,
         "nano_cpus": host.get("NanoCpus") or 0,
         "restart": (host.get("RestartPolicy") or {}).get("Name") or "no",
+        "log": ((host.get("LogConfig") or {}).get("Type"), dict((host.get("LogConfig") or {}).get("Config") or {})),
         "network_mode": host.get("NetworkMode"),
         # Docker adds the container's own id/name as aliases; the engines ask for the node's name.
         "aliases": {name: sorted(a for a in net.get("Aliases") or [] if a != info["Id"][:12] and a != info["Name"].lstrip("/"))

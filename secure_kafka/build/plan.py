@@ -97,6 +97,15 @@ class ContainerSpec:
     nano_cpus: int | None = None
     pids_limit: int | None = None
     restart_policy: str = "unless-stopped"
+    # Docker's json-file log, rolled: uncapped, a chatty node fills the host's disk. What must
+    # be kept is not here: the authorizer's audit log is a file on the node's volume.
+    log_max_size_mb: int = 10
+    log_max_files: int = 5
+
+    @property
+    def log_options(self) -> dict[str, str]:
+        """The json-file driver's options, spelled as Docker stores them."""
+        return {"max-file": str(self.log_max_files), "max-size": f"{self.log_max_size_mb}m"}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from ..build.plan import (
 from ..errors import SecureKafkaError
 from ..proc import Progress, quiet
 from .shared import (
+    LOG_DRIVER,
     STOP_TIMEOUT_S,
     TMPFS_OPTIONS,
     container_labels,
@@ -133,6 +134,7 @@ class DockerEngine:
             nano_cpus=spec.nano_cpus,
             pids_limit=spec.pids_limit,
             restart_policy={"Name": spec.restart_policy},
+            log_config=docker.types.LogConfig(type=LOG_DRIVER, config=spec.log_options),
             network_mode=plan.network,
         )
         healthcheck = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..build.plan import LABEL_SPEC_HASH, ContainerSpec, RenderedFile, spec_hash
 from ..fsutil import write_atomic
 
-__all__ = ["STOP_TIMEOUT_S", "TMPFS_OPTIONS", "write_rendered_files", "container_labels"]
+__all__ = ["STOP_TIMEOUT_S", "TMPFS_OPTIONS", "LOG_DRIVER", "write_rendered_files", "container_labels"]
 
 # How long a container gets to stop before SIGKILL: a broker's controlled shutdown (leadership
 # handed over, ZooKeeper session closed). A killed broker's registration lingers in ZooKeeper
@@ -23,6 +23,10 @@ STOP_TIMEOUT_S = 60
 
 # /tmp of every container (the root filesystem may be read-only).
 TMPFS_OPTIONS = "rw,nosuid,nodev,size=256m,mode=1777"
+
+# Docker's own log driver, rolled by the plan's ``log_options`` (the only driver both engines
+# can configure alike without a daemon setting).
+LOG_DRIVER = "json-file"
 
 
 def write_rendered_files(project_root: Path, files: Iterable[RenderedFile]) -> None:

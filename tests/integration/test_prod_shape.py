@@ -66,6 +66,8 @@ def test_prod_containers_are_hardened(prod_env, docker_client):
         assert host["Memory"] == (heap + 384) * MIB, node.name
         assert host["NanoCpus"] == int(cpus * 1_000_000_000), node.name
         assert host["PidsLimit"] == profile.pids_limit, node.name
+        # Rolled, so a chatty node cannot fill the host's disk (ZooKeeper logged a handshake error every 2 s).
+        assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}, node.name
 
 
 def _sh(container, script: str, user: str = ""):

@@ -98,6 +98,9 @@ def test_children_map_the_plan(tmp_path, env):
 
     containers = {r.inputs["name"]: r for r in monitor.of_type(CONTAINER)}
     assert sorted(containers) == sorted(spec.name for spec in plan.containers), "one container per node"
+    for spec in plan.containers:  # logs rolled as the Docker engine rolls them (the parity test compares both)
+        assert containers[spec.name].inputs["logDriver"] == "json-file"
+        assert containers[spec.name].inputs["logOpts"] == {"max-file": "5", "max-size": "10m"}
     for spec in plan.containers:
         got = containers[spec.name].inputs
         assert got["image"] == TAG and got["hostname"] == spec.node

@@ -49,6 +49,7 @@ from secure_kafka.engines.pulumi.pids import PidsLimit
 from secure_kafka.engines.pulumi.provision import ClusterProvisioning
 from secure_kafka.engines.pulumi.volumes import UnlockedVolumes
 from secure_kafka.engines.shared import (
+    LOG_DRIVER,
     STOP_TIMEOUT_S,
     TMPFS_OPTIONS,
     container_labels,
@@ -201,6 +202,8 @@ def container_args(plan: ClusterPlan, spec: ContainerSpec) -> dict[str, object]:
         memory_swap=spec.memswap_limit_mb,
         cpus=cpus_input(spec.nano_cpus) if spec.nano_cpus else None,
         restart=spec.restart_policy,
+        log_driver=LOG_DRIVER,
+        log_opts=spec.log_options,
         # Stopped, not killed, before it is removed (a replacement too), as the Docker engine does.
         destroy_grace_seconds=STOP_TIMEOUT_S,
         network_mode=plan.network,
