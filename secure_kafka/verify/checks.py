@@ -40,6 +40,7 @@ from .network import (
     probe_certificates,
     probe_legacy_tls,
     probe_plaintext,
+    probe_renegotiation,
     probe_tls12,
 )
 from .scorecard import PROBES, ProbeResult, Scorecard, result
@@ -55,6 +56,7 @@ GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...
     (probe_bind_address, ("ports.bind-address",)),
     (probe_legacy_tls, ("tls.v1.0", "tls.v1.1", "tls.weak-cipher")),
     (probe_tls12, ("tls.v1.2",)),
+    (probe_renegotiation, ("tls.renegotiation",)),
     (probe_certificates, ("tls.chain", "tls.sans", "tls.expiry")),
     (probe_mtls, ("mtls.admin", "mtls.no-cert", "mtls.foreign-ca", "mtls.expired", "mtls.not-yet-valid")),
     (probe_scram, ("scram.admin", "scram.wrong-password", "scram.unknown-user")),

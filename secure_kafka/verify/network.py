@@ -83,6 +83,26 @@ def probe_tls12(t: Target) -> list[ProbeResult]:
                    observed or f"{len(outcomes)} listeners: {', '.join(ciphers)}", not weak and not refused)]
 
 
+def probe_renegotiation(t: Target) -> list[ProbeResult]:
+    """A client-initiated renegotiation on every listener: each is a server-side handshake a
+    client may demand at will (a DoS lever, CVE-2011-1473). TLS 1.3 has none."""
+    outcomes = {e.name: probes.tls12_renegotiation(e.host, e.port, e.server_hostname, t.admin_cert, t.ca_file)
+                for e in t.endpoints()}
+    accepted = [name for name, r in outcomes.items() if r.renegotiated]
+    silent = [name for name, r in outcomes.items() if not r.answered]
+    # Where TLS 1.2 is enabled, a refusal counts only after a session it could have renegotiated.
+    no_session = [f"{name} ({r.detail})" for name, r in outcomes.items()
+                  if r.answered and not r.handshake and "TLSv1.2" in t.settings.tls_versions]
+    observed = "; ".join(filter(None, [f"renegotiated by {_where(accepted)}" if accepted else "",
+                                       f"no answer from {_where(silent)}" if silent else "",
+                                       f"no TLS 1.2 session with {_where(no_session, 2)}" if no_session else ""]))
+    tls12 = sum(r.handshake for r in outcomes.values())
+    return [result("tls.renegotiation", "client-initiated renegotiation refused on every TLS 1.2 listener (TLS 1.3 has none)",
+                   observed or f"refused by {tls12} TLS 1.2 listeners" + (f", {len(outcomes) - tls12} speak TLS 1.3 only"
+                                                                          if tls12 < len(outcomes) else ""),
+                   not accepted and not silent and not no_session and bool(outcomes))]
+
+
 def probe_certificates(t: Target) -> list[ProbeResult]:
     endpoints = t.endpoints()
     verified = {e.name: probes.tls_handshake(e.host, e.port, t.ca_file, e.server_hostname, client_cert=t.admin_cert)

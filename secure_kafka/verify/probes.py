@@ -8,10 +8,13 @@ can succeed: callers prove each one against a deliberately weak peer too.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import struct
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +133,71 @@ def tls_handshake(
         return HandshakeResult(False, f"no answer: {exc.__class__.__name__}: {exc}", answered=False)
     except (ssl.SSLError, OSError) as exc:
         return HandshakeResult(False, f"{exc.__class__.__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class RenegotiationResult:
+    answered: bool  # something answered on the port (else nothing can be concluded)
+    handshake: bool  # a TLS 1.2 session was established (else there is nothing to renegotiate)
+    renegotiated: bool  # the server answered a client-initiated renegotiation with a ServerHello
+    detail: str
+
+
+# What `openssl s_client -state` prints: its own state changes, then, after the `R` command,
+# RENEGOTIATING and the states of the second handshake.
+_RENEGOTIATING = "RENEGOTIATING"
+_SERVER_HELLO = "read server hello"
+_FIRST_HANDSHAKE_DONE = ("SSL negotiation finished successfully", "read finished")
+_FAILED = ("alert", "error", "errno", "write:fatal")
+
+
+def tls12_renegotiation(host: str, port: int, server_hostname: str, client_cert: tuple[Path, Path],
+                        ca_file: Path, timeout: float = 10.0) -> RenegotiationResult:
+    """A TLS 1.2 session, then a client-initiated renegotiation (``openssl s_client``'s ``R``).
+
+    Python's ``ssl`` cannot renegotiate, so OpenSSL's own client does it; the key and
+    certificate are passed as paths, never their content. Accepted when the server starts
+    the second handshake (answers with a ServerHello), refused when it alerts or closes.
+    """
+    if shutil.which("openssl") is None:
+        return RenegotiationResult(False, False, False, "openssl is not installed: `apt-get install openssl`")
+    argv = ["openssl", "s_client", "-connect", f"{host}:{port}", "-tls1_2", "-state", "-servername", server_hostname,
+            "-cert", str(client_cert[0]), "-key", str(client_cert[1]), "-CAfile", str(ca_file)]
+    lines: list[str] = []
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)  # type: ignore[arg-type]
+        reader.start()
+        deadline = time.monotonic() + timeout
+        asked = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = "\n".join(lines)
+            if not asked and any(done in text for done in _FIRST_HANDSHAKE_DONE):
+                proc.stdin.write("R\n")
+                proc.stdin.flush()
+                asked = True
+            after = text.split(_RENEGOTIATING, 1)[1] if _RENEGOTIATING in text else ""
+            if _SERVER_HELLO in after or any(word in after for word in _FAILED):
+                break
+            time.sleep(0.05)
+        proc.kill()
+        reader.join(timeout=2)
+    text = "\n".join(lines)
+    if _RENEGOTIATING not in text:
+        if _SERVER_HELLO not in text:
+            answered = "connect:errno" not in text and any(word in text for word in _FAILED)  # errno: no peer
+            return RenegotiationResult(answered, False, False, "no TLS 1.2 session: " + _last_error(text))
+        return RenegotiationResult(True, True, False, "renegotiation not attempted: " + _last_error(text))
+    after = text.split(_RENEGOTIATING, 1)[1]
+    if _SERVER_HELLO in after:
+        return RenegotiationResult(True, True, True, "renegotiated (the server sent a new ServerHello)")
+    return RenegotiationResult(True, True, False, "refused: " + _last_error(after))
+
+
+def _last_error(text: str) -> str:
+    failures = [line.strip() for line in text.splitlines() if any(word in line for word in _FAILED)]
+    return (failures[0] if failures else (text.strip().splitlines() or ["no output"])[-1])[:160]
 
 
 def _require_kafka_answer(tls: ssl.SSLSocket) -> None:

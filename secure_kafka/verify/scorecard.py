@@ -16,6 +16,7 @@ PROBES: dict[str, str] = {
     "tls.v1.1": "TLS 1.1 offered (client floor lowered) on every TLS listener",
     "tls.v1.2": "TLS 1.2 offered on every TLS listener",
     "tls.weak-cipher": "TLS 1.2 offering only CBC and RSA-key-exchange suites",
+    "tls.renegotiation": "a client-initiated renegotiation of a TLS 1.2 session on every TLS listener",
     "tls.chain": "served certificate verifies against the env's CA for the listener's host name",
     "tls.sans": "SANs and subject of every served certificate",
     "tls.expiry": "validity of every served certificate",

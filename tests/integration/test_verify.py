@@ -38,6 +38,9 @@ def test_every_probe_passes_on_the_healthy_dev_env(dev_env):
     assert card.passed, card.table()
     assert [r.probe for r in card.results] == list(verify.PROBES)
     assert len(card.results) >= 20
+    # dev enables TLS 1.2: every listener (2 published, INTERNAL, ZooKeeper's) had a session to renegotiate.
+    renegotiation = next(r for r in card.results if r.probe == "tls.renegotiation")
+    assert renegotiation.observed == "refused by 4 TLS 1.2 listeners", renegotiation.observed
 
 
 def test_cli_verify_json_on_the_dev_env(dev_env):

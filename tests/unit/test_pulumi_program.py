@@ -173,7 +173,6 @@ def test_bootstrap_inputs_hold_no_secret(tmp_path):
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_program_outputs_and_secrets(project, env):
     monitor, outputs = run_program(project, env)
-    settings = project.load(env)
     assert outputs["bootstrapServers"] == (
         {"sasl_ssl": ["localhost:19001"], "ssl": ["localhost:19002"]} if env == "dev" else
         {"sasl_ssl": [f"localhost:{19400 + 10 * i + 1}" for i in range(3)],
