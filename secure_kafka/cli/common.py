@@ -18,8 +18,14 @@ def reporting() -> Iterator[None]:
     try:
         yield
     except SecureKafkaError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: a hostile name (a stack key with a CR in it)
+    must not break the one-line error, nor forge lines in a log."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def prompt_passphrase(env: str) -> str | None:
