@@ -200,6 +200,29 @@ def _last_error(text: str) -> str:
     return (failures[0] if failures else (text.strip().splitlines() or ["no output"])[-1])[:160]
 
 
+def zookeeper_four_letter_word(host: str, port: int, word: str, client_cert: tuple[Path, Path],
+                               timeout: float = 5.0) -> str | None:
+    """ZooKeeper's answer to a four-letter word on its TLS client port, or None when nothing
+    answered (no connection, no handshake, or the connection closed without a word).
+
+    ZooKeeper answers a word before any authentication, to whoever completes TLS: what it
+    answers is what any holder of an environment certificate learns.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # what the server says is the question, not who it is
+    ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw, ctx.wrap_socket(raw) as tls:
+            tls.sendall(word.encode())
+            answer = b""
+            while len(answer) < 65536 and (chunk := tls.recv(4096)):
+                answer += chunk
+    except (ssl.SSLError, OSError):
+        return None
+    return answer.decode(errors="replace") or None
+
+
 def _require_kafka_answer(tls: ssl.SSLSocket) -> None:
     """Sends a Kafka ApiVersions request and reads the answer; raises on a TLS alert."""
     tls.sendall(struct.pack(">i", len(_API_VERSIONS_REQUEST)) + _API_VERSIONS_REQUEST)

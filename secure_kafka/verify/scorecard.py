@@ -35,6 +35,7 @@ PROBES: dict[str, str] = {
     "zookeeper.anonymous-read": "ZooKeeper read over TLS without SASL",
     "zookeeper.anonymous-write": "ZooKeeper write over TLS without SASL",
     "zookeeper.plaintext": "ZooKeeper over plaintext (ports 2181 and 2182), with valid SASL",
+    "zookeeper.four-letter-words": "four-letter words (conf, envi, dump, stat, ...) over TLS with an environment certificate",
     "containers.user": "user every container runs as",
     "containers.read-only-rootfs": "root filesystem of every container",
     "containers.cap-drop": "Linux capabilities of every container",

@@ -1,5 +1,6 @@
 """ZooKeeper probes: anonymous read and write over TLS, and plaintext with valid SASL, each
-in ZooKeeper's own shell; ``zookeeper_verdict`` judges what the shell printed."""
+in ZooKeeper's own shell (``zookeeper_verdict`` judges what the shell printed); and the
+four-letter words it answers to any holder of an environment certificate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ..errors import SecureKafkaError
 from ..model.topology import ZK_SECURE_CLIENT_PORT
 from ..pki.secretstore import ZOOKEEPER_SASL, store_password_name
 from . import probes
-from .scorecard import ProbeResult, result
+from .scorecard import ProbeResult, _where, result
 from .target import Target
 
 ZK_PLAINTEXT_PORT = 2181  # ZooKeeper's customary plaintext client port: must be closed
@@ -82,3 +83,41 @@ def probe_zookeeper(t: Target) -> list[ProbeResult]:
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:120] if lines else "no output"
+
+
+# Words that tell an unauthenticated caller the server's configuration (conf, envi), its
+# clients and sessions (cons, dump, wchc), its state (stat, mntr, ruok) or reset counters
+# (crst, srst). `srvr` cannot be switched off (ZooKeeper adds it to any whitelist): the control.
+REFUSED_WORDS = ("ruok", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "srst", "wchc", "wchs", "dirs", "isro")
+NOT_WHITELISTED = "is not executed because it is not in the whitelist"
+
+
+def four_letter_verdict(word: str, answer: str | None) -> str:
+    """``refused`` (ZooKeeper's own refusal), ``answered``, or ``silent`` (nothing proves either)."""
+    if answer is None:
+        return "silent"
+    return "refused" if NOT_WHITELISTED in answer else "answered"
+
+
+def probe_four_letter_words(t: Target) -> list[ProbeResult]:
+    answered, silent, control = [], [], []
+    for zk in t.topology.zookeepers:
+        if not (ip := t.ip(zk)):
+            silent.append(f"{zk.name} (not running)")
+            continue
+        if four_letter_verdict("srvr", probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, "srvr",
+                                                                         t.admin_cert)) != "answered":
+            control.append(zk.name)
+        for word in REFUSED_WORDS:
+            verdict = four_letter_verdict(word, probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, word,
+                                                                                 t.admin_cert))
+            if verdict == "answered":
+                answered.append(f"{zk.name}: {word}")
+            elif verdict == "silent":
+                silent.append(f"{zk.name}: {word}")
+    observed = "; ".join(filter(None, [f"answered {_where(answered)}" if answered else "",
+                                       f"no answer to {_where(silent)}" if silent else "",
+                                       f"srvr unanswered on {_where(control)}" if control else ""]))
+    return [result("zookeeper.four-letter-words", f"srvr only; {', '.join(REFUSED_WORDS)} refused",
+                   observed or f"{len(t.topology.zookeepers)} nodes refused {len(REFUSED_WORDS)} words each",
+                   not answered and not silent and not control and bool(t.topology.zookeepers))]
