@@ -339,3 +339,15 @@ def test_step_ops_count_a_replacement_once():
     update = StackUpdate({}, steps.ops)
     assert update.ops == {"sk-ci-kafka-0": "replace", "sk-ci-zk-0": "same"}
     assert update.changed() == {"sk-ci-kafka-0": "replace"} and update.summary == "replace 1, same 1"
+
+
+def test_destroy_of_a_stack_never_made_touches_nothing(tmp_path, monkeypatch):
+    """`down --engine auto` of an environment the Docker engine made: no stack is created to be
+    destroyed, so Pulumi does not rewrite the tracked stack file."""
+    from secure_kafka.engines.pulumi import engine as pulumi_engine
+
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    never = pulumi_engine.PulumiEngine(tmp_path, "dev")
+    monkeypatch.setattr(never, "_stack", lambda *args: pytest.fail("the Pulumi CLI was asked for a stack"))
+    assert never.destroy("passphrase").ops == {}
+    assert (tmp_path / "Pulumi.dev.yaml").read_text() == "config: {}\n" and not (tmp_path / ".pulumi").exists()

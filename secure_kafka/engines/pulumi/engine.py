@@ -240,8 +240,13 @@ class PulumiEngine:
         return StackUpdate({}, steps.ops)
 
     def destroy(self, passphrase: str) -> StackUpdate:
+        """`pulumi destroy`; nothing at all when the stack was never made (an environment the
+        Docker engine made): selecting it would create it, and Pulumi rewrites the stack file."""
         from pulumi import automation as auto
 
+        if not self.state_file().exists():
+            self.progress(f"pulumi destroy: no stack {self.env} in {self.backend_url}: nothing to destroy")
+            return StackUpdate({}, {})
         stack = self._stack(passphrase, _no_program)
         self.progress(f"pulumi destroy: stack {self.env} (data volumes are retained; --purge removes them)")
         steps = _Steps()
