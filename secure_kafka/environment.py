@@ -65,6 +65,12 @@ class Environment(EnvironmentContext):
     def up(self, engine: str = "docker") -> UpResult:
         started = time.monotonic()
         plan = self.prepare()
+        with self.trail.recorded("up", engine=engine) as changes:
+            result = self._apply(plan, engine, started)
+            changes.update(nodes=result.nodes, scram_users_created=result.scram_users_created)
+        return result
+
+    def _apply(self, plan: ClusterPlan, engine: str, started: float) -> UpResult:
         if engine == "pulumi":
             # The program maps this plan, unlocks the volumes and provisions the cluster (engines/pulumi).
             stack = PulumiEngine(self.project.root, self.env, self.progress)
@@ -110,6 +116,14 @@ class Environment(EnvironmentContext):
         return engine.preview(self.pulumi_passphrase(), program=lambda: declare(self, plan)).summary
 
     def down(self, purge: bool = False, engine: str = "docker") -> None:
+        # With --purge the trail goes with the environment; with no PKI there is none to keep.
+        if purge or not self.certs.root.exists():
+            self._down(purge, engine)
+            return
+        with self.trail.recorded("down", engine=engine):
+            self._down(purge, engine)
+
+    def _down(self, purge: bool, engine: str) -> None:
         if engine == "pulumi":
             PulumiEngine(self.project.root, self.env, self.progress).destroy(self.pulumi_passphrase())
         # Also after `pulumi destroy`: sweeps what the other engine made, and (purge) the volumes Pulumi retains.

@@ -66,7 +66,10 @@ def apply(
     with reporting():
         environment = open_env(env)
         desired = _desired(environment)
-        result = acladmin.apply(environment.admin_client(), desired, prune=prune, progress=environment.progress)
+        admin = environment.admin_client()
+        with environment.trail.recorded("acl apply", prune=prune) as changes:
+            result = acladmin.apply(admin, desired, prune=prune, progress=environment.progress)
+            changes.update(created=[str(b) for b in result.created], deleted=[str(b) for b in result.deleted])
     if json:
         echo_json({"env": env, **result.to_json()})
         return

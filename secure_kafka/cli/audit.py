@@ -1,4 +1,4 @@
-"""``secure-kafka audit``: the authorization audit trail of every broker."""
+"""``secure-kafka audit``: the authorization decisions of every broker, and the operations trail."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from ..dockerclient import connect
+from ..errors import SecureKafkaError
 from ..ops import audit as audit_mod
-from .cluster import EnvArg, open_env
+from .cluster import open_env
 from .common import echo_json, reporting
 
 app = typer.Typer()
@@ -17,18 +18,54 @@ app = typer.Typer()
 
 @app.command()
 def audit(
-    env: EnvArg,
+    words: Annotated[list[str], typer.Argument(
+        metavar="ENV | verify ENV",
+        help="An environment name: its decisions (or --operations); `verify ENV`: check its operations trail.")],
     denied: Annotated[bool, typer.Option("--denied", help="Only denied decisions.")] = False,
-    since: Annotated[str | None, typer.Option(help="Only decisions this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
-    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "broker", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}.')] = False,
+    since: Annotated[str | None, typer.Option(help="Only entries this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
+    operations: Annotated[bool, typer.Option("--operations", help="The operations trail (who changed the security, how) instead of the decisions.")] = False,
+    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "broker", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
 ) -> None:
-    """Read the authorizer's decisions (principal, operation, resource, client address, time) from every broker."""
+    """Read the authorizer's decisions (principal, operation, resource, client address, time) from every broker.
+
+    `--operations` reads the operations trail instead: every `up`, `down`, `users add/remove`,
+    `acl apply`, `certs init/rotate` with its operator, arguments, outcome and what changed.
+    `audit verify ENV` checks the trail's hash chain and MACs and names the first entry that
+    was changed, removed, reordered or cut off (exit 1).
+    """
     with reporting():
+        if words[0] == "verify" and len(words) == 2:
+            _verify(words[1], json)
+            return
+        if len(words) != 1:
+            raise SecureKafkaError(f"unexpected {' '.join(words[1:])!r}: use `audit ENV [options]` or `audit verify ENV`")
+        env = words[0]
         cutoff = datetime.now(timezone.utc) - audit_mod.parse_duration(since) if since else None
         environment = open_env(env, quiet=True)
-        decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff)
+        if operations:
+            entries = [e for e in environment.trail.entries()
+                       if cutoff is None or datetime.fromisoformat(e["time"]) >= cutoff]
+        else:
+            decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff)
+    if operations:
+        if json:
+            echo_json({"env": env, "operations": entries})
+        for entry in [] if json else entries:
+            typer.echo(f"{entry['time']} #{entry['seq']} {entry['operator']}: {entry['command']} {entry['args']} "
+                       f"-> {entry['outcome']} {entry['changes']}")
+        return
     if json:
         echo_json({"env": env, "decisions": [d.to_json() for d in decisions]})
         return
     for decision in decisions:
         typer.echo(str(decision))
+
+
+def _verify(env: str, json: bool) -> None:
+    verdict = open_env(env, quiet=True).trail.verify()
+    if json:
+        echo_json({"env": env, "entries": verdict.entries, "ok": verdict.ok, "problem": verdict.problem})
+    if not verdict.ok:
+        raise SecureKafkaError(f"the operations trail of {env} is not as written: {verdict.problem}")
+    if not json:
+        typer.echo(f"the operations trail of {env}: {verdict.entries} entries, chain and MACs intact")

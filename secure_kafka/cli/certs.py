@@ -8,6 +8,7 @@ import typer
 
 from ..errors import SecureKafkaError
 from ..model.settings import Project
+from ..ops.trail import Trail
 from ..pki.certstore import CertStore
 from . import common
 
@@ -28,6 +29,8 @@ def init(env: EnvArgument) -> None:
     with common.reporting():
         store = _store(env)
         records = store.init()
+        Trail(store.root / "audit", store.secrets).append(
+            "certs init", {}, "ok", {"certificates": [record.name for record in records]})
         typer.echo(f"created the PKI of {env!r} in {store.relative(store.root)}: {len(records)} certificates")
         for record in records:
             typer.echo(f"  {record.kind:<9} {record.subject}  (until {record.not_after[:10]})")

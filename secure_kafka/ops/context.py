@@ -24,6 +24,7 @@ from ..pki.secretstore import SecretStore, scram_password_name
 from ..proc import Progress, quiet
 from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
 from . import clients, kafka_admin
+from .trail import Trail
 
 __all__ = ["EnvironmentContext"]
 
@@ -53,6 +54,11 @@ class EnvironmentContext:
             tuple(n.name for n in self.settings.topology.nodes), self.settings.volume_size_gib,
             self.certs.passphrase, progress, make_backend(self.settings.volume_backend),
         )
+
+    @property
+    def trail(self) -> Trail:
+        """The operations trail (``ops/trail.py``): who changed this environment's security, and how."""
+        return Trail(self.project.certs_dir(self.env) / "audit", self.secrets)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -74,12 +74,14 @@ def add(env: EnvironmentContext, name: str) -> AddResult:
     check_user_name(name)
     env.certs.load()  # the passphrase and CA first: fail before anything is created
     admin = env.admin_client()
-    issued = False
-    if not env.certs.has_client(name):
-        env.certs.add_client(name)
-        issued = True
-    password = env.secrets.get(scram_password_name(name))
-    created = kafka_admin.ensure_scram_users(admin, {name: password})
+    with env.trail.recorded("users add", name=name) as changes:
+        issued = False
+        if not env.certs.has_client(name):
+            env.certs.add_client(name)
+            issued = True
+        password = env.secrets.get(scram_password_name(name))
+        created = kafka_admin.ensure_scram_users(admin, {name: password})
+        changes.update(certificate_issued=issued, scram_credential_created=bool(created))
     return AddResult(name, issued, bool(created))
 
 
@@ -96,15 +98,17 @@ def remove(env: EnvironmentContext, name: str) -> None:
                                    f"`secure-kafka acl apply {env.env} --prune` first")
     admin = env.admin_client()
     password = env.secrets.get(scram_password_name(name))
-    futures = admin.alter_user_scram_credentials([UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)])
-    for future in futures.values():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].name() != "RESOURCE_NOT_FOUND":  # already gone: finish the local part
-                raise SecureKafkaError(f"deleting SCRAM user {name} failed: {exc.args[0].str()}") from None
-    _wait_refused(env, name, password)
-    env.secrets.remove(scram_password_name(name))
+    with env.trail.recorded("users remove", name=name) as changes:
+        futures = admin.alter_user_scram_credentials([UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)])
+        for future in futures.values():
+            try:
+                future.result(timeout=30)
+            except KafkaException as exc:
+                if exc.args[0].name() != "RESOURCE_NOT_FOUND":  # already gone: finish the local part
+                    raise SecureKafkaError(f"deleting SCRAM user {name} failed: {exc.args[0].str()}") from None
+        _wait_refused(env, name, password)
+        env.secrets.remove(scram_password_name(name))
+        changes.update(scram_credential_deleted=True, client_certificate="kept until it expires (no revocation yet)")
 
 
 def _wait_refused(env: EnvironmentContext, name: str, password: str) -> None:

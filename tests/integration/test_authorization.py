@@ -8,9 +8,13 @@ journey runs for the user's SCRAM login (SASL_SSL) and its certificate (mTLS).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,8 +32,9 @@ from confluent_kafka.admin import (
 from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import acl
-from secure_kafka.ops import acladmin, audit, clients, kafka_admin, users
+from secure_kafka.ops import acladmin, audit, clients, kafka_admin, rotation, users
 
+CLI = Path(sys.executable).parent / "secure-kafka"
 # Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
 ORIGINAL_RULES: dict[str, list] = {}
 
@@ -237,3 +242,46 @@ def test_apply_converges_from_a_half_done_apply(authz):
     assert set(result.created) == missing
     assert desired <= acladmin.describe(admin)
     assert not apply(env).changed
+
+
+def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
+    """users add, `acl apply --prune` (the CLI), a leaf rotation and users remove: each one entry
+    of the operations trail, chained and intact, and no password, key or passphrase in it."""
+    name, topic = f"trail-{uuid.uuid4().hex[:8]}", f"trail-{uuid.uuid4().hex[:8]}"
+    trail, before = dev_env.trail, len(dev_env.trail.entries())
+    acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
+    original = acl_path.read_text() if acl_path.exists() else None
+
+    def cli_apply() -> None:
+        done = subprocess.run([str(CLI), "acl", "apply", dev_env.env, "--prune"], capture_output=True, text=True,
+                              env={**os.environ, "SECURE_KAFKA_PROJECT": str(dev_env.project.root)}, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    users.add(dev_env, name)
+    password = dev_env.secrets.get(f"scram:{name}")
+    try:
+        ORIGINAL_RULES[dev_env.env] = ((yaml.safe_load(original) or {}).get("acls") or []) if original else []
+        write_acls(dev_env, f"  - principal: User:{name}\n    topic: {topic}\n    allow: [Write]\n")
+        cli_apply()
+        rotation.rotate_leaves(dev_env, client=name)
+    finally:
+        if original is None:
+            acl_path.unlink(missing_ok=True)
+        else:
+            acl_path.write_text(original)
+        cli_apply()
+    users.remove(dev_env, name)
+
+    ours = trail.entries()[before:]
+    assert [(e["command"], e["outcome"]) for e in ours] == [
+        ("users add", "ok"), ("acl apply", "ok"), ("certs rotate", "ok"), ("acl apply", "ok"), ("users remove", "ok")]
+    assert ours[0]["args"] == {"name": name} and ours[0]["changes"]["certificate_issued"] is True
+    grant = f"allow User:{name} Write on topic {topic}"
+    assert ours[1]["args"] == {"prune": True} and grant in ours[1]["changes"]["created"], ours[1]
+    assert ours[2]["changes"]["outcome"] == "done" and name in ours[2]["changes"]["serials"], ours[2]
+    assert grant in ours[3]["changes"]["deleted"], ours[3]
+    assert trail.verify().ok, trail.verify().problem
+    text = trail.path.read_text() + trail.head_path.read_text()
+    secrets = [password, dev_env.certs.passphrase(), *(dev_env.secrets.get(n) for n in dev_env.secrets.names())]
+    assert not [s for s in secrets if s in text], "a secret in the operations trail"
+    assert "PRIVATE KEY" not in text

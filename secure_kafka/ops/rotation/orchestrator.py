@@ -458,23 +458,33 @@ def _rotation(env: EnvironmentContext, progress: Progress, hook: Hook) -> Rotati
     return Rotation(env.certs, DockerCluster(env, progress), progress, hook)
 
 
+def _recorded(env: EnvironmentContext, command: str, rotate: Callable[[], Report], **args: object) -> Report:
+    """Runs ``rotate`` as one entry of the operations trail: its outcome and the new serials."""
+    with env.trail.recorded(command, **args) as changes:
+        report = rotate()
+        changes.update(kind=report.kind, outcome=report.outcome, serials=report.serials)
+    return report
+
+
 def rotate_leaves(env: EnvironmentContext, node: str | None = None, client: str | None = None,
                   progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     """New leaf certificates (new keys) for every node and client, or for ``node``/``client`` only."""
-    return _rotation(env, progress, hook).start(LEAF, [node] if node else [], [client] if client else [])
+    return _recorded(env, "certs rotate", lambda: _rotation(env, progress, hook).start(
+        LEAF, [node] if node else [], [client] if client else []), node=node, client=client)
 
 
 def rotate_ca(env: EnvironmentContext, pause_after_trust: bool = False, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
     """A new CA, trusted beside the old one, then every leaf reissued under it, then the old CA dropped."""
-    return _rotation(env, progress, hook).start(CA, pause_after_trust=pause_after_trust)
+    return _recorded(env, "certs rotate --ca", lambda: _rotation(env, progress, hook).start(
+        CA, pause_after_trust=pause_after_trust), pause_after_trust=pause_after_trust)
 
 
 def resume(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
-    return _rotation(env, progress, hook).resume()
+    return _recorded(env, "certs rotate --resume", lambda: _rotation(env, progress, hook).resume())
 
 
 def abort(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
-    return _rotation(env, progress, hook).abort()
+    return _recorded(env, "certs rotate --abort", lambda: _rotation(env, progress, hook).abort())
 
 
 def rotate_if_due(env: EnvironmentContext, window: dt.timedelta, ca: bool = False, node: str | None = None,
@@ -492,4 +502,5 @@ def rotate_if_due(env: EnvironmentContext, window: dt.timedelta, ca: bool = Fals
     clients = [c for c in due.clients if client in (None, c)] if node is None else []
     if not nodes and not clients:
         return Report(env.env, LEAF, "nothing-due", [], {}, 0.0)
-    return _rotation(env, progress, _no_hook).start(LEAF, nodes, clients)
+    return _recorded(env, "certs rotate --if-expiring-within", lambda: _rotation(env, progress, _no_hook).start(
+        LEAF, nodes, clients), window_days=window.days, nodes=nodes, clients=clients)
