@@ -19,8 +19,10 @@ from pathlib import Path
 import yaml
 
 from secure_kafka import verify
+from secure_kafka.build.planner import runtime_dir
 from secure_kafka.environment import Environment
 from secure_kafka.model.acl import Binding
+from secure_kafka.model.topology import ZK_SECURE_CLIENT_PORT
 from secure_kafka.ops import acladmin
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
@@ -98,10 +100,11 @@ def _wait_until(condition, timeout_s: float = 20) -> None:
         time.sleep(0.5)
 
 
-def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(runtime_image, tmp_path):
-    """One small environment, weakened twice, one thing at a time (a second cluster would cost
-    another ZooKeeper start): first dev's PLAINTEXT loopback listener, then, with it off again,
-    the listeners published on every interface (allowed by allowPublicBind)."""
+def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(runtime_image, tmp_path, docker_client):
+    """One small environment, weakened three times, one thing at a time (a second cluster would
+    cost another ZooKeeper start): first dev's PLAINTEXT loopback listener, then, with it off
+    again, the listeners published on every interface (allowed by allowPublicBind), then
+    ZooKeeper answering every four-letter word."""
     with running_environment(tmp_path / "weak", plaintext_loopback=True) as env:
         card = verify.run(env, quick=True)
         assert failed(card) == {"ports.plaintext"}, card.table()
@@ -119,3 +122,19 @@ def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(runtime_im
         card = verify.run(public, quick=True)
         assert failed(card) == {"ports.bind-address"}, card.table()
         assert "every interface" in next(r.observed for r in card.results if r.probe == "ports.bind-address")
+
+        # Third: ZooKeeper answering every four-letter word (its rendered zoo.cfg edited, the node restarted).
+        zk = public.settings.topology.zookeepers[0]
+        zoo_cfg = public.project.root / runtime_dir(public.env, zk) / "zoo.cfg"
+        zoo_cfg.write_text(zoo_cfg.read_text().replace("4lw.commands.whitelist=srvr\n", "4lw.commands.whitelist=*\n"))
+        docker_client.containers.get(zk.container).restart(timeout=30)
+        zk_ip = docker_client.api.inspect_container(zk.container)["NetworkSettings"]["Networks"][public.settings.topology.network]["IPAddress"]
+        admin_cert = (public.certs.client_dir("admin") / "client.crt", public.certs.client_dir("admin") / "client.key")
+        deadline = time.monotonic() + 60
+        while probes.zookeeper_four_letter_word(zk_ip, ZK_SECURE_CLIENT_PORT, "srvr", admin_cert) is None:
+            assert time.monotonic() < deadline, "ZooKeeper did not come back"
+            time.sleep(1)
+        public.admin_client(120)  # the broker registered again: the other probes see a whole cluster
+        card = verify.run(public, quick=True)
+        assert failed(card) == {"ports.bind-address", "zookeeper.four-letter-words"}, card.table()
+        assert "zk-0: ruok" in next(r.observed for r in card.results if r.probe == "zookeeper.four-letter-words")
