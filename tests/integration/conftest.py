@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import uuid
 
 import pytest
+from tls_server import serve_tls
 
 import docker
 from secure_kafka.build import image as image_builder
@@ -77,22 +77,8 @@ def weak_tls_server(tmp_path):
         ctx.load_cert_chain(str(pem.cert), str(pem.key))
         ctx.minimum_version = ctx.maximum_version = version
         ctx.set_ciphers(ciphers)
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = serve_tls(ctx)
         listeners.append(listener)
-
-        def serve():
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                try:
-                    with ctx.wrap_socket(conn, server_side=True):
-                        pass
-                except (ssl.SSLError, OSError):
-                    pass
-
-        threading.Thread(target=serve, daemon=True).start()
         return listener.getsockname()[1]
 
     yield start

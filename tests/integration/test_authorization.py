@@ -33,6 +33,7 @@ from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import acl
 from secure_kafka.ops import acladmin, audit, clients, kafka_admin, rotation, users
+from secure_kafka.pki.secretstore import scram_password_name
 
 CLI = Path(sys.executable).parent / "secure-kafka"
 # Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
@@ -258,7 +259,7 @@ def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
         assert done.returncode == 0, done.stderr[-2000:]
 
     users.add(dev_env, name)
-    password = dev_env.secrets.get(f"scram:{name}")
+    password = dev_env.secrets.get(scram_password_name(name))
     try:
         ORIGINAL_RULES[dev_env.env] = ((yaml.safe_load(original) or {}).get("acls") or []) if original else []
         write_acls(dev_env, f"  - principal: User:{name}\n    topic: {topic}\n    allow: [Write]\n")

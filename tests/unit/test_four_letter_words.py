@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 
 import pytest
+from tls_server import serve_tls
 
 from secure_kafka.pki import CA
 from secure_kafka.verify import probes
@@ -31,22 +31,8 @@ def server(tmp_path):
         ctx.load_cert_chain(str(server_pem.cert), str(server_pem.key))
         ctx.load_verify_locations(str(server_pem.ca))
         ctx.verify_mode = ssl.CERT_REQUIRED
-        listener = socket.create_server((LOCAL, 0))
+        listener = serve_tls(ctx, lambda tls: tls.sendall(answer(tls.recv(4).decode()).encode()))
         listeners.append(listener)
-
-        def serve():
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                try:
-                    with ctx.wrap_socket(conn, server_side=True) as tls:
-                        tls.sendall(answer(tls.recv(4).decode()).encode())
-                except (ssl.SSLError, OSError):
-                    pass
-
-        threading.Thread(target=serve, daemon=True).start()
         return listener.getsockname()[1]
 
     yield start, (client_pem.cert, client_pem.key)
