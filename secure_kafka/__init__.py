@@ -1,3 +1,1 @@
-"""secure-kafka: a secure Kafka cluster (ZooKeeper mode) on Docker, from one plan."""
-
-KAFKA_VERSION = "3.9.2"
+"""secure-kafka: a secure Kafka cluster (ZooKeeper mode on Kafka 3.9, or KRaft mode on Kafka 4.x) on Docker, from one plan."""

@@ -57,7 +57,8 @@ class Environment(EnvironmentContext):
         (a failing environment gets nothing, not even its PKI), the runtime image (built when
         missing, else only its tag), the ACL file, the PKI (created on first use); then the plan."""
         policy.enforce(self.settings)
-        tag = image.ensure_image(connect(), self.progress) if build_image else image.image_tag()
+        mode = self.settings.metadata_mode
+        tag = image.ensure_image(connect(), self.progress, mode=mode) if build_image else image.image_tag(mode)
         acladmin.load_desired(self)  # a bad ACL file fails before anything is applied
         self.ensure_pki()
         return build_plan(self.project.root, self.settings, self.secrets, tag)
@@ -153,6 +154,8 @@ class Environment(EnvironmentContext):
         return {
             "env": self.env,
             "profile": self.settings.profile.name,
+            "metadata_mode": self.settings.metadata_mode,
+            "kafka_version": self.settings.kafka_version,
             "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes),
             "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
                        "health": n.health, "healthy": n.healthy} for n in nodes],

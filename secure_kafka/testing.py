@@ -38,7 +38,7 @@ from .model import settings as sk_settings
 from .model.acl import acl_file
 from .model.profiles import get_profile
 from .model.settings import Project
-from .model.topology import ADMIN
+from .model.topology import ADMIN, METADATA_MODES, ZOOKEEPER
 from .ops import acladmin, users
 from .pki.certstore import PASSPHRASE_ENV
 from .proc import Progress
@@ -247,8 +247,11 @@ def ci_stack(
     acl_source: Path | None = None,
     encrypted_volumes: bool = True,
     progress: Progress = print,
+    metadata_mode: str = ZOOKEEPER,
 ) -> Iterator[SecureKafkaStack]:
     """An ephemeral ``ci``-profile environment in a temporary project, removed without a trace.
+
+    ``metadata_mode`` "zookeeper" runs Kafka 3.9 with ZooKeeper, "kraft" Kafka 4.4.
 
     On exit (also on failure, SIGINT or SIGTERM): containers, network, volumes, mounts, keys
     and PKI are purged, then the temporary project directory is deleted.
@@ -257,7 +260,7 @@ def ci_stack(
     name = f"ci-{uuid.uuid4().hex[:8]}"
     try:
         with running_environment(root, profile="ci", name=name, progress=progress,
-                                 encrypted_volumes=encrypted_volumes) as env:
+                                 encrypted_volumes=encrypted_volumes, metadata_mode=metadata_mode) as env:
             stack = SecureKafkaStack(env)
             for principal in principals:
                 stack.add_principal(principal)
@@ -278,6 +281,7 @@ def ci_stack(
 INI_PRINCIPALS = "secure_kafka_principals"
 INI_ACL_FILE = "secure_kafka_acl_file"
 INI_ENCRYPTED_VOLUMES = "secure_kafka_encrypted_volumes"
+INI_METADATA_MODE = "secure_kafka_metadata_mode"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -287,6 +291,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "secure_kafka_env fixture applies after creating the principals", type="paths", default=[])
     parser.addini(INI_ENCRYPTED_VOLUMES, "whether the secure_kafka_env environment keeps its data on "
                   "encrypted volumes (needs root; default true)", type="bool", default=True)
+    parser.addini(INI_METADATA_MODE, "zookeeper (Kafka 3.9, the default) or kraft (Kafka 4.4): the "
+                  "secure_kafka_env environment's metadata mode", default=ZOOKEEPER)
 
 
 def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
@@ -311,12 +317,16 @@ def secure_kafka_principals(pytestconfig: pytest.Config) -> list[str]:
 
 @pytest.fixture(scope="session")
 def secure_kafka_env(pytestconfig: pytest.Config, secure_kafka_principals: list[str]) -> Iterator[SecureKafkaStack]:
-    """An ephemeral secure Kafka (ci profile: 1 ZooKeeper + 1 broker, SASL_SSL + mTLS, ACLs) for the session."""
+    """An ephemeral secure Kafka (ci profile: 1 ZooKeeper node or KRaft controller + 1 broker,
+    SASL_SSL + mTLS, ACLs) for the session."""
     announce = _terminal_line(pytestconfig)
     progress = announce if pytestconfig.get_verbosity() > 0 else (lambda line: None)
     acl_files = pytestconfig.getini(INI_ACL_FILE)
+    mode = pytestconfig.getini(INI_METADATA_MODE)
+    if mode not in METADATA_MODES:
+        raise SecureKafkaError(f"ini option {INI_METADATA_MODE} is {mode!r}: use {' or '.join(METADATA_MODES)}")
     with ci_stack(secure_kafka_principals, acl_files[0] if acl_files else None,
-                  pytestconfig.getini(INI_ENCRYPTED_VOLUMES), progress) as stack:
+                  pytestconfig.getini(INI_ENCRYPTED_VOLUMES), progress, metadata_mode=mode) as stack:
         announce(f"environment {stack.name} up (project {stack.project_root}); "
                  f"SASL_SSL {','.join(stack.bootstrap_servers['sasl_ssl'])}, principals {', '.join(stack.principals)}")
         try:

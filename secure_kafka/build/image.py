@@ -1,8 +1,10 @@
-"""The runtime image: one image for ZooKeeper and Kafka, built locally and reused.
+"""The runtime images: one per metadata mode's Kafka line, built locally and reused.
 
-Inputs are ``docker/`` (Dockerfile, launchers, the Maven POM that pins Kafka). Their
-content hash is the image tag and a label, so the image is rebuilt only when an input
-changes. Where the Debian base cannot be pulled (no Docker Hub here), it is made with
+ZooKeeper mode runs Kafka 3.9 and ZooKeeper from one image, KRaft mode Kafka 4.4. A line's
+inputs are ``docker/Dockerfile``, the launchers of ``docker/bin`` and its own directory
+``docker/kafka-<line>/`` (the Maven POM that pins its jars, the launchers that differ).
+Their content hash is the image tag and a label, so an image is rebuilt only when one of
+its inputs changes. Where the Debian base cannot be pulled (no Docker Hub here), it is made with
 ``debootstrap`` from the machine's own apt mirror and imported under the tag the Dockerfile
 names, so the Dockerfile is the same everywhere.
 """
@@ -19,11 +21,13 @@ import docker.errors
 
 import docker
 
-from .. import KAFKA_VERSION
 from ..errors import SecureKafkaError
+from ..model.topology import KAFKA_VERSIONS, ZOOKEEPER
 from ..proc import Progress, quiet, run_step
 
 __all__ = [
+    "line_dir",
+    "build_inputs",
     "inputs_hash",
     "image_tag",
     "debian_mirror",
@@ -42,18 +46,33 @@ BASE_EXCLUDES = ("./var/cache/apt/archives/*.deb", "./var/lib/apt/lists/*", "./u
                  "./usr/share/man/*", "./usr/share/locale/*", "./usr/share/info/*")
 
 
-def inputs_hash(docker_dir: Path = DOCKER_DIR) -> str:
-    """SHA-256 over the paths and contents of every file under ``docker/``."""
+def line_dir(mode: str = ZOOKEEPER) -> Path:
+    """``docker/kafka-<major.minor>``: what is a metadata mode's Kafka line's own."""
+    return DOCKER_DIR / f"kafka-{'.'.join(KAFKA_VERSIONS[mode].split('.')[:2])}"
+
+
+def build_inputs(mode: str) -> list[tuple[str, Path]]:
+    """``(path in the build context, file)`` of every input, the line's launchers over the common ones."""
+    files = {"Dockerfile": DOCKER_DIR / "Dockerfile"}
+    for base in (DOCKER_DIR, line_dir(mode)):
+        for path in sorted((base / "bin").glob("*")):
+            files[f"bin/{path.name}"] = path
+    files["pom.xml"] = line_dir(mode) / "pom.xml"
+    return sorted(files.items())
+
+
+def inputs_hash(mode: str = ZOOKEEPER) -> str:
+    """SHA-256 over the context paths and contents of a mode's image inputs."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in docker_dir.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(docker_dir)).encode() + b"\0")
+    for name, path in build_inputs(mode):
+        digest.update(name.encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
         digest.update(oct(path.stat().st_mode & 0o111).encode())  # launchers must stay executable
     return digest.hexdigest()
 
 
-def image_tag(docker_dir: Path = DOCKER_DIR) -> str:
-    return f"{IMAGE_REPOSITORY}:{KAFKA_VERSION}-{inputs_hash(docker_dir)[:12]}"
+def image_tag(mode: str = ZOOKEEPER) -> str:
+    return f"{IMAGE_REPOSITORY}:{KAFKA_VERSIONS[mode]}-{inputs_hash(mode)[:12]}"
 
 
 def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -105,37 +124,42 @@ def ensure_base(client: docker.DockerClient, progress: Progress = quiet) -> None
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
 
 
-def resolve_jars(dest: Path, progress: Progress = quiet) -> None:
-    """Copies Kafka, its tools, ZooKeeper and their runtime dependencies into ``dest``."""
+def resolve_jars(pom: Path, dest: Path, progress: Progress = quiet) -> None:
+    """Copies the jars ``pom`` pins (Kafka, its tools, ZooKeeper in 3.9, logging) into ``dest``."""
     if shutil.which("mvn") is None:
         raise SecureKafkaError("Maven is not installed: run `apt-get install maven` (the setup does)")
+    # --strict-checksums: a jar whose checksum does not match the repository's fails the build.
     run_step(
         "maven",
-        ["mvn", "-B", "-ntp", "-f", str(DOCKER_DIR / "kafka-deps" / "pom.xml"),
+        ["mvn", "-B", "-ntp", "--strict-checksums", "-f", str(pom),
          "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={dest}"],
         progress,
     )
     if not any(dest.glob("kafka_2.13-*.jar")):
-        raise SecureKafkaError(f"maven resolved no Kafka broker jar into {dest}: check docker/kafka-deps/pom.xml")
+        raise SecureKafkaError(f"maven resolved no Kafka broker jar into {dest}: check {pom}")
 
 
-def ensure_image(client: docker.DockerClient, progress: Progress = quiet, rebuild: bool = False) -> str:
-    """The runtime image's tag, built first if no image has the current inputs' hash."""
-    tag = image_tag()
+def ensure_image(
+    client: docker.DockerClient, progress: Progress = quiet, rebuild: bool = False, mode: str = ZOOKEEPER
+) -> str:
+    """The tag of ``mode``'s runtime image, built first if no image has its inputs' hash."""
+    tag = image_tag(mode)
     if not rebuild and _has_image(client, tag):
         progress(f"runtime image {tag}: up to date, reused")
         return tag
     ensure_base(client, progress)
     with tempfile.TemporaryDirectory(prefix="sk-image-") as tmp:
         context = Path(tmp)
-        shutil.copy2(DOCKER_DIR / "Dockerfile", context / "Dockerfile")
-        shutil.copytree(DOCKER_DIR / "bin", context / "bin")
-        resolve_jars(context / "libs", progress)
+        (context / "bin").mkdir()
+        for name, path in build_inputs(mode):
+            if name != "pom.xml":
+                shutil.copy2(path, context / name)
+        resolve_jars(line_dir(mode) / "pom.xml", context / "libs", progress)
         progress(f"runtime image {tag}: building")
         last: list[str] = []
         try:
             for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                                          labels={LABEL_INPUTS_HASH: inputs_hash()}):
+                                          labels={LABEL_INPUTS_HASH: inputs_hash(mode)}):
                 if line := (chunk.get("stream") or "").strip():
                     last = (last + [line])[-15:]
                     progress(f"  docker build: {line}")

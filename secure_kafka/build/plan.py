@@ -20,6 +20,8 @@ __all__ = [
     "RenderedFile",
     "ContainerSpec",
     "ClusterPlan",
+    "QUORUM_ROLES",
+    "START_ORDER",
     "spec_hash",
     "LABEL_PROJECT",
     "LABEL_ENV",
@@ -27,6 +29,11 @@ __all__ = [
     "LABEL_NODE",
     "LABEL_SPEC_HASH",
 ]
+
+# The roles that keep the metadata, and the order roles start in: a broker exits when no
+# quorum answers it within its timeout.
+QUORUM_ROLES = ("zookeeper", "controller")
+START_ORDER = (*QUORUM_ROLES, "broker")
 
 # Docker counts CPUs (NanoCpus) and healthcheck durations in billionths.
 NANOS = 1_000_000_000
@@ -77,7 +84,7 @@ class RenderedFile:
 class ContainerSpec:
     name: str  # Docker container name
     node: str  # node name and network alias, e.g. kafka-0
-    role: str  # "zookeeper" | "broker"
+    role: str  # one of START_ORDER
     image: str
     command: tuple[str, ...]
     hostname: str
@@ -113,7 +120,7 @@ class ClusterPlan:
     env: str
     network: str
     volumes: tuple[str, ...]
-    containers: tuple[ContainerSpec, ...]  # in start order: ZooKeeper, then brokers
+    containers: tuple[ContainerSpec, ...]  # in START_ORDER: the metadata quorum, then brokers
     labels: dict[str, str] = field(default_factory=dict)  # put on network and volumes too
 
     def container(self, node: str) -> ContainerSpec:

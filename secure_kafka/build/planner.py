@@ -14,12 +14,14 @@ from ..model.settings import Settings
 from ..model.topology import (
     BROKER_INTERNAL_PORT,
     CONTAINER_UID,
+    CONTROLLER_PORT,
+    KRAFT,
     ZK_SECURE_CLIENT_PORT,
     Node,
 )
 from ..pki.secretstore import SecretStore
 from ..storage import volumes
-from . import plan, render
+from . import kraft, plan, render
 from .render import CONFIG_DIR, TLS_DIR, Renderer
 
 __all__ = ["JVM_OVERHEAD_MB", "runtime_dir", "tls_dir", "environment_labels", "build_plan"]
@@ -54,7 +56,7 @@ def build_plan(
     root = project_root.absolute()
     containers = tuple(
         _container(root, settings, secrets, image, node, renderer) for node in topology.nodes
-    )  # topology.nodes is in start order: ZooKeeper first, then brokers
+    )  # topology.nodes is in start order: the metadata quorum first, then brokers
     return plan.ClusterPlan(
         env=settings.env,
         network=topology.network,
@@ -68,23 +70,27 @@ def build_plan(
 def _container(
     root: Path, settings: Settings, secrets: SecretStore, image: str, node: Node, renderer: Renderer | None
 ) -> plan.ContainerSpec:
+    ports: tuple[plan.PortBinding, ...] = ()  # only brokers are reached from the host
     if node.role == "zookeeper":
         files = render.render_zookeeper(settings, node, secrets, renderer)
         command = ("zookeeper-server-start", f"{CONFIG_DIR}/zoo.cfg")
         data_mount = render.ZOOKEEPER_DATA_DIR
-        heap_mb = settings.profile.zookeeper_heap_mb
-        cpus = settings.profile.zookeeper_cpus
         health_port = ZK_SECURE_CLIENT_PORT
-        ports: tuple[plan.PortBinding, ...] = ()  # only brokers talk to ZooKeeper, on the network
+    elif node.role == "controller":
+        # A controller takes a ZooKeeper node's place in the shape, and its resources.
+        files = kraft.render_controller(settings, node, secrets, renderer)
+        command = ("kafka-server-start", f"{CONFIG_DIR}/server.properties")
+        data_mount = render.BROKER_VOLUME_DIR  # holds data/ (the metadata log) and audit/
+        health_port = CONTROLLER_PORT
     else:
-        files = render.render_broker(settings, node, secrets, renderer)
+        kraft_mode = settings.metadata_mode == KRAFT
+        files = (kraft.render_kraft_broker if kraft_mode else render.render_broker)(settings, node, secrets, renderer)
         command = ("kafka-server-start", f"{CONFIG_DIR}/server.properties")
         data_mount = render.BROKER_VOLUME_DIR  # holds data/ and audit/
-        heap_mb = settings.profile.broker_heap_mb
-        cpus = settings.profile.broker_cpus
         health_port = BROKER_INTERNAL_PORT
         ports = _broker_ports(settings, node)
 
+    heap_mb, cpus = settings.profile.resources(node.role)
     runtime = runtime_dir(settings.env, node)
     return plan.ContainerSpec(
         name=node.container,

@@ -47,6 +47,7 @@ __all__ = [
     "Listener",
     "plaintext_loopback_enabled",
     "broker_listeners",
+    "kafka_node_context",
     "render_broker",
     "render_client_config",
 ]
@@ -261,31 +262,42 @@ def broker_listeners(settings: Settings, broker: Node) -> list[Listener]:
     return listeners
 
 
-def render_broker(
-    settings: Settings, node: Node, secrets: SecretStore, renderer: Renderer | None = None
-) -> dict[str, str]:
-    """``{filename: content}`` of a broker: server.properties, jaas.conf, log4j.properties."""
-    renderer = renderer or default_renderer()
+def kafka_node_context(settings: Settings, node: Node, secrets: SecretStore) -> dict[str, object]:
+    """What every Kafka node's config (broker of either mode, KRaft controller) is rendered
+    from: TLS, stores, super users, the authorizer's audit log, the durability rules."""
     topology = settings.topology
-    context = {
+    return {
         "env": settings.env,
         "node": node,
-        "broker_id": topology.broker_id(node),
         "data_dir": BROKER_DATA_DIR,
         "audit_log": AUDIT_LOG,
-        "listeners": broker_listeners(settings, node),
-        "super_users": [f"User:{b.name}" for b in topology.brokers] + [f"User:{ADMIN}"],
+        # Every node is a super user (replication, controller traffic), and the admin.
+        "super_users": [f"User:{n.name}" for n in topology.controllers + topology.brokers] + [f"User:{ADMIN}"],
         "replication_factor": settings.topic_replication_factor,
         "min_insync_replicas": settings.topic_min_insync_replicas,
         "unclean_leader_election": str(settings.unclean_leader_election).lower(),
         "ssl_client_auth": settings.profile.ssl_client_auth,
         "audit_log_backups": settings.profile.audit_log_backups,
+        **_node_stores(node, secrets),
+        **_tls(settings),
+    }
+
+
+def render_broker(
+    settings: Settings, node: Node, secrets: SecretStore, renderer: Renderer | None = None
+) -> dict[str, str]:
+    """``{filename: content}`` of a ZooKeeper-mode broker: server.properties, jaas.conf, log4j.properties."""
+    renderer = renderer or default_renderer()
+    topology = settings.topology
+    context = {
+        **kafka_node_context(settings, node, secrets),
+        "broker_id": topology.broker_id(node),
+        "listeners": broker_listeners(settings, node),
+        "authorizer_class": "kafka.security.authorizer.AclAuthorizer",
         "zookeeper_connect": topology.zookeeper_connect,
         "zookeeper_sasl_user": ZOOKEEPER_SASL_USER,
         "zookeeper_sasl_password": secrets.get(secretstore.ZOOKEEPER_SASL),
         "password_encoder_secret": secrets.get(secretstore.PASSWORD_ENCODER),
-        **_node_stores(node, secrets),
-        **_tls(settings),
     }
     return {
         "server.properties": renderer.render("server.properties.j2", **context),

@@ -17,7 +17,7 @@ from ..model import acl, policy
 from ..model import settings as settings_mod
 from ..model.profiles import get_profile
 from ..model.settings import Project
-from .common import echo_json, progress, prompt_passphrase, reporting
+from .common import MetadataMode, echo_json, progress, prompt_passphrase, reporting
 
 app = typer.Typer()
 
@@ -39,16 +39,20 @@ def init(
     env: EnvArg,
     profile: Annotated[str, typer.Option(help="dev, ci or prod: how strict the environment is.")] = "dev",
     port_base: Annotated[int, typer.Option(help="First host port; broker i publishes SASL_SSL on base+10i+1, SSL on +2.")] = 19000,
+    metadata_mode: Annotated[MetadataMode, typer.Option(
+        help="zookeeper: Kafka 3.9 with a ZooKeeper ensemble; kraft: Kafka 4.4 with a KRaft controller quorum.")
+    ] = MetadataMode.zookeeper,
 ) -> None:
     """Write Pulumi.<ENV>.yaml with the profile's defaults (refuses to overwrite)."""
     with reporting():
         project = Project.find()
-        settings = settings_mod.defaults(env, get_profile(profile), port_base=port_base)
+        settings = dataclasses.replace(settings_mod.defaults(env, get_profile(profile), port_base=port_base),
+                                       metadata_mode=metadata_mode.value)
         if violations := policy.check(settings):  # only --port-base can leave the profile's bounds
             raise SecureKafkaError(f"--port-base {port_base}: {violations[0].reason}: pass a value in range, e.g. 19000")
         path = project.write(settings)
         acls = acl.write_example(project.root, env)  # commented, grants nothing; kept if present
-    typer.echo(f"wrote {path.name} (profile {profile}){f' and acls/{env}.yaml' if acls else ''}; next: secure-kafka up {env}")
+    typer.echo(f"wrote {path.name} (profile {profile}, {metadata_mode.value} mode){f' and acls/{env}.yaml' if acls else ''}; next: secure-kafka up {env}")
 
 
 @app.command()
@@ -115,7 +119,8 @@ def status(
     if json_output:
         echo_json(report)
     else:
-        typer.echo(f"{report['env']} ({report['profile']}): {'healthy' if report['healthy'] else 'NOT healthy'}")
+        typer.echo(f"{report['env']} ({report['profile']}, {report['metadata_mode']}, Kafka {report['kafka_version']}): "
+                   f"{'healthy' if report['healthy'] else 'NOT healthy'}")
         for node in report["nodes"]:
             typer.echo(f"  {node['name']:<10} {node['role']:<10} {node['state']:<10} {node['health']}")
         typer.echo(f"  SASL_SSL: {','.join(report['bootstrap']['sasl_ssl'])}")

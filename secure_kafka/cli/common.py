@@ -1,4 +1,4 @@
-"""What every command shares: error reporting, passphrase prompting, JSON output."""
+"""What every command shares: error reporting, passphrase prompting, JSON output, option types."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 
 import typer
 
 from ..errors import SecureKafkaError
+from ..model.topology import KRAFT, ZOOKEEPER
 
 
 @contextmanager
@@ -42,3 +44,10 @@ def echo_json(value: object) -> None:
 def progress(message: str) -> None:
     """Progress of long operations goes to stderr, so stdout stays parseable."""
     typer.echo(message, err=True)
+
+
+class MetadataMode(str, Enum):
+    """``--metadata-mode`` / ``--mode``: where a cluster keeps its metadata."""
+
+    zookeeper = ZOOKEEPER
+    kraft = KRAFT

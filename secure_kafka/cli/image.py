@@ -1,4 +1,4 @@
-"""``secure-kafka image``: the runtime image for ZooKeeper and Kafka."""
+"""``secure-kafka image``: the runtime images (Kafka 3.9 + ZooKeeper; Kafka 4.4 for KRaft)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,35 @@ import typer
 
 from ..build import image as runtime_image
 from ..dockerclient import connect
-from .common import progress, reporting
+from .common import MetadataMode, progress, reporting
 
-app = typer.Typer(no_args_is_help=True, help="Build and inspect the runtime image (Kafka 3.9 + ZooKeeper).")
+app = typer.Typer(no_args_is_help=True,
+                  help="Build and inspect the runtime images (Kafka 3.9 + ZooKeeper; Kafka 4.4 for KRaft).")
+
+ModeOption = Annotated[MetadataMode, typer.Option(
+    "--mode", help="Whose image: zookeeper (Kafka 3.9 and ZooKeeper) or kraft (Kafka 4.4).")]
 
 
 @app.command()
 def build(
+    mode: ModeOption = MetadataMode.zookeeper,
     rebuild: Annotated[bool, typer.Option(help="Build even if an image with the current inputs' hash exists.")] = False,
 ) -> None:
-    """Build the runtime image from docker/, or reuse it when its inputs have not changed.
+    """Build a mode's runtime image from docker/, or reuse it when its inputs have not changed.
 
     On a machine without Docker Hub the Debian base is made with debootstrap from the
     machine's apt mirror; Kafka's jars come from Maven Central.
     """
     with reporting():
-        tag = runtime_image.ensure_image(connect(), progress, rebuild=rebuild)
+        tag = runtime_image.ensure_image(connect(), progress, rebuild=rebuild, mode=mode.value)
     typer.echo(tag)
 
 
 @app.command()
-def info() -> None:
-    """Print the runtime image's tag and the Kafka, ZooKeeper and Java versions inside it."""
+def info(mode: ModeOption = MetadataMode.zookeeper) -> None:
+    """Print a mode's runtime image tag and the Kafka, ZooKeeper (3.9 only) and Java versions inside it."""
     with reporting():
         client = connect()
-        tag = runtime_image.ensure_image(client, progress)
+        tag = runtime_image.ensure_image(client, progress, mode=mode.value)
         typer.echo(tag)
         typer.echo(runtime_image.run_in_image(client, tag, "kafka-version").rstrip())

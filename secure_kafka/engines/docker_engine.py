@@ -21,6 +21,8 @@ from ..build.plan import (
     LABEL_ROLE,
     LABEL_SPEC_HASH,
     NANOS,
+    QUORUM_ROLES,
+    START_ORDER,
     ClusterPlan,
     ContainerSpec,
     spec_hash,
@@ -71,8 +73,8 @@ class DockerEngine:
         for volume in plan.volumes:
             self._ensure_volume(volume, plan.labels)
         outcome: dict[str, str] = {}
-        # ZooKeeper must answer before brokers start, or they exit on a connection timeout.
-        for role in ("zookeeper", "broker"):
+        # The quorum must answer before brokers start, or they exit on a connection timeout.
+        for role in START_ORDER:
             specs = [s for s in plan.containers if s.role == role]
             for spec in specs:
                 outcome[spec.node] = self._apply_container(plan, spec)
@@ -254,7 +256,7 @@ class DockerEngine:
                     health=info["State"].get("Health", {}).get("Status", "none"),
                 )
             )
-        return sorted(result, key=lambda s: (s.role != "zookeeper", s.name))
+        return sorted(result, key=lambda s: (s.role not in QUORUM_ROLES, s.name))
 
     def down(self, labels: dict[str, str], purge: bool = False) -> None:
         """Removes the containers and networks that carry all of ``labels``; volumes too with ``purge``."""

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from ..errors import SecureKafkaError
 from .profiles import TLS_VERSIONS
 from .settings import KEYS, NAMESPACE, Settings
-from .topology import BROKER_INTERNAL_PORT
+from .topology import BROKER_INTERNAL_PORT, KRAFT, ZOOKEEPER
 
 __all__ = ["Violation", "check", "enforce"]
 
@@ -27,6 +27,14 @@ __all__ = ["Violation", "check", "enforce"]
 MIN_PORT, MAX_PORT = 1024, 65535
 
 _KEY_OF_FIELD = {field: key for key, (field, _) in KEYS.items()}
+
+# The metadata quorum of each mode, checked by the same rules (a majority must stay up); the
+# other mode's count is not read. mode -> (field, stack-file key, what, (min, max, odd) rules)
+QUORUM = {
+    ZOOKEEPER: ("zookeeper_nodes", "zookeeperNodes", "ZooKeeper nodes",
+                ("zookeeper-nodes-min", "zookeeper-nodes-max", "zookeeper-nodes-odd")),
+    KRAFT: ("controllers", "controllers", "KRaft controllers", ("controllers-min", "controllers-max", "controllers-odd")),
+}
 
 
 @dataclass(frozen=True)
@@ -67,19 +75,18 @@ def check(settings: Settings) -> list[Violation]:
                                list(value) if isinstance(value, tuple) else value, rule, reason, f"{fix} in {stack}"))
 
     # --- shape ------------------------------------------------------------------------------
-    zk = settings.zookeeper_nodes
-    if zk < p.min_zookeeper_nodes:
-        violation("zookeeper_nodes", "zookeeper-nodes-min",
-                  f"profile {p.name} needs at least {p.min_zookeeper_nodes} ZooKeeper nodes",
-                  f"set zookeeperNodes to {p.min_zookeeper_nodes}")
-    elif zk > p.max_zookeeper_nodes:
-        violation("zookeeper_nodes", "zookeeper-nodes-max",
-                  f"profile {p.name} allows at most {p.max_zookeeper_nodes} ZooKeeper nodes",
-                  f"set zookeeperNodes to {p.max_zookeeper_nodes} or fewer")
-    if zk >= 1 and zk % 2 == 0:
-        violation("zookeeper_nodes", "zookeeper-nodes-odd",
-                  "a ZooKeeper ensemble needs an odd count: an even one tolerates no more failures than one node fewer",
-                  f"set zookeeperNodes to {' or '.join(map(str, _odd_neighbours(zk, p.min_zookeeper_nodes, p.max_zookeeper_nodes)))}")
+    field, key, what, (rule_min, rule_max, rule_odd) = QUORUM[settings.metadata_mode]
+    quorum = getattr(settings, field)
+    if quorum < p.min_zookeeper_nodes:
+        violation(field, rule_min, f"profile {p.name} needs at least {p.min_zookeeper_nodes} {what}",
+                  f"set {key} to {p.min_zookeeper_nodes}")
+    elif quorum > p.max_zookeeper_nodes:
+        violation(field, rule_max, f"profile {p.name} allows at most {p.max_zookeeper_nodes} {what}",
+                  f"set {key} to {p.max_zookeeper_nodes} or fewer")
+    if quorum >= 1 and quorum % 2 == 0:
+        violation(field, rule_odd,
+                  f"a quorum of {what} needs an odd count: an even one tolerates no more failures than one node fewer",
+                  f"set {key} to {' or '.join(map(str, _odd_neighbours(quorum, p.min_zookeeper_nodes, p.max_zookeeper_nodes)))}")
     brokers = settings.brokers
     if brokers < max(1, p.min_brokers):
         violation("brokers", "brokers-min", f"profile {p.name} needs at least {max(1, p.min_brokers)} brokers",

@@ -91,6 +91,13 @@ class Profile:
     pids_limit: int
     allow_writable_rootfs: bool
 
+    def resources(self, role: str) -> tuple[int, float]:
+        """(heap MiB, CPUs) of a node of ``role``: a quorum node (ZooKeeper or KRaft
+        controller) gets the quorum's, a broker the broker's."""
+        if role == "broker":
+            return self.broker_heap_mb, self.broker_cpus
+        return self.zookeeper_heap_mb, self.zookeeper_cpus
+
 
 DEV = Profile(
     name="dev",

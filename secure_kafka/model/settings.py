@@ -21,7 +21,7 @@ import yaml
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from .profiles import Profile, TlsPolicy, get_profile
-from .topology import Topology
+from .topology import KAFKA_VERSIONS, KRAFT, METADATA_MODES, ZOOKEEPER, Topology
 
 __all__ = [
     "BACKENDS",
@@ -77,12 +77,21 @@ class Settings:
     # Not a stack-file key: the id of the project directory the settings were read from
     # (``Project.id``), part of every host-wide name, so two checkouts never share an object.
     project_id: str = UNSCOPED_PROJECT
+    # ZooKeeper (Kafka 3.9) or KRaft (Kafka 4.x). A stack file without the key predates KRaft
+    # and is a ZooKeeper environment: reading it as KRaft would re-initialise its data.
+    metadata_mode: str = ZOOKEEPER
+    controllers: int = 1  # KRaft mode's controller quorum; zookeeper_nodes is ZooKeeper mode's
 
     @functools.cached_property
     def topology(self) -> Topology:
         # Cached: settings are frozen, and every module asks for it (dataclasses.replace makes a new one).
-        return Topology(self.env, self.zookeeper_nodes, self.brokers, self.port_base, self.bind_address,
-                        self.project_id)
+        kraft = self.metadata_mode == KRAFT
+        return Topology(self.env, 0 if kraft else self.zookeeper_nodes, self.brokers, self.port_base,
+                        self.bind_address, self.project_id, controller_count=self.controllers if kraft else 0)
+
+    @property
+    def kafka_version(self) -> str:
+        return KAFKA_VERSIONS[self.metadata_mode]
 
     @functools.cached_property
     def tls(self) -> TlsPolicy:
@@ -103,8 +112,10 @@ class Settings:
 # stack-file key -> (Settings field, type)
 KEYS: dict[str, tuple[str, type]] = {
     "profile": ("profile", str),
+    "metadataMode": ("metadata_mode", str),
     "brokers": ("brokers", int),
     "zookeeperNodes": ("zookeeper_nodes", int),
+    "controllers": ("controllers", int),
     "portBase": ("port_base", int),
     "bindAddress": ("bind_address", str),
     "allowPublicBind": ("allow_public_bind", bool),
@@ -125,8 +136,10 @@ KEYS: dict[str, tuple[str, type]] = {
 # What each key means, written as a comment above it by `init` (a test keeps it complete).
 KEY_HELP: dict[str, str] = {
     "profile": "dev, ci or prod: the strictness every other key is checked against (`secure-kafka check`)",
+    "metadataMode": "zookeeper (Kafka 3.9) or kraft (Kafka 4.x): where the cluster keeps its metadata",
     "brokers": "number of Kafka brokers (prod: at least 3)",
-    "zookeeperNodes": "number of ZooKeeper nodes, odd (prod: 3)",
+    "zookeeperNodes": "zookeeper mode: number of ZooKeeper nodes, odd (prod: 3)",
+    "controllers": "kraft mode: number of KRaft controllers, odd (prod: 3)",
     "portBase": "first host port: broker i publishes SASL_SSL on portBase+10i+1 and SSL (mTLS) on +2",
     "bindAddress": "host interface the brokers' ports are published on (loopback unless allowPublicBind)",
     "allowPublicBind": "explicit allow for a non-loopback bindAddress",
@@ -159,6 +172,7 @@ def defaults(env: str, profile: Profile, port_base: int = 19000) -> Settings:
         profile=profile,
         brokers=profile.brokers,
         zookeeper_nodes=profile.zookeeper_nodes,
+        controllers=profile.zookeeper_nodes,  # a quorum like ZooKeeper's: same bounds, same math
         port_base=port_base,
         bind_address="127.0.0.1",
         allow_public_bind=False,
@@ -188,6 +202,10 @@ def from_config(env: str, config: dict[str, object], source: str) -> Settings:
     for key, value in config.items():
         field, expected = KEYS[key]
         values[field] = _typed(key, value, expected, source)
+    if values.get("metadata_mode", ZOOKEEPER) not in METADATA_MODES:
+        raise SecureKafkaError(
+            f"{source}: {NAMESPACE}:metadataMode must be {' or '.join(METADATA_MODES)}, got {values['metadata_mode']!r}"
+        )
     if values.get("volume_backend", DEFAULT_BACKEND) not in BACKENDS:
         raise SecureKafkaError(
             f"{source}: {NAMESPACE}:volumeBackend must be {' or '.join(BACKENDS)}, got {values['volume_backend']!r}"

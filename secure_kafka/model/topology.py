@@ -7,6 +7,8 @@ topology, so a name is decided in exactly one place.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -17,6 +19,11 @@ __all__ = [
     "ZK_QUORUM_PORT",
     "ZK_ELECTION_PORT",
     "BROKER_INTERNAL_PORT",
+    "CONTROLLER_PORT",
+    "ZOOKEEPER",
+    "KRAFT",
+    "METADATA_MODES",
+    "KAFKA_VERSIONS",
     "ADMIN",
     "NAME_PATTERN",
     "RESERVED_CLIENT_NAME",
@@ -33,16 +40,26 @@ ZK_SECURE_CLIENT_PORT = 2182
 ZK_QUORUM_PORT = 2888
 ZK_ELECTION_PORT = 3888
 BROKER_INTERNAL_PORT = 9091  # inter-broker TLS (mTLS), advertised on the Docker network
+CONTROLLER_PORT = 9093  # KRaft controllers' listener (mTLS), on the Docker network only
+# Where an environment keeps its metadata: a ZooKeeper ensemble (Kafka 3.9, the last line
+# that has it) or a KRaft controller quorum (Kafka 4.x). Each mode runs its own image.
+ZOOKEEPER = "zookeeper"
+KRAFT = "kraft"
+METADATA_MODES = (ZOOKEEPER, KRAFT)
+KAFKA_VERSIONS = {ZOOKEEPER: "3.9.2", KRAFT: "4.4.0"}
+# KRaft node ids are one namespace for brokers and controllers: controllers start here, far
+# from broker ids (KIP-866 migration needs them distinct from every broker.id too).
+CONTROLLER_ID_BASE = 1000
 # Every environment's administrator: a client certificate (mTLS) and a SCRAM user of this
 # name, a super user beside the brokers. Outside tools rely on the name.
 ADMIN = "admin"
 # What the principal mapping rule captures from a certificate's CN (node and principal
 # names alike); names outside it would not map.
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
-# Client principals may not take a node's name: its certificate would map to the broker's
-# principal (User:kafka-0), a super user. Case-insensitive, as all reserved names are: a
+# Client principals may not take a node's name: its certificate would map to the node's
+# principal (User:kafka-0, User:controller-0), a super user. Case-insensitive, as all reserved names are: a
 # principal that differs from a super user by case alone is a trap in an ACL review.
-RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk)-[0-9]+$", re.IGNORECASE)
+RESERVED_CLIENT_NAME = re.compile(r"^(kafka|zk|controller)-[0-9]+$", re.IGNORECASE)
 # What Kafka calls every unauthenticated client (a PLAINTEXT listener's): a user, a client
 # certificate or an ACL rule of this name would grant to anyone who connects.
 ANONYMOUS = "ANONYMOUS"
@@ -66,10 +83,10 @@ LISTENER_PORT_OFFSETS = {"sasl_ssl": 1, "ssl": 2, "plaintext": 3}
 
 @dataclass(frozen=True)
 class Node:
-    """One ZooKeeper node or broker."""
+    """One ZooKeeper node, KRaft controller or broker."""
 
     name: str  # short name and network alias: zk-0, kafka-1
-    role: str  # "zookeeper" or "broker"
+    role: str  # "zookeeper", "controller" or "broker"
     index: int
     container: str  # Docker container name: sk-<env>-<project id>-kafka-1
     network: str
@@ -92,6 +109,11 @@ class Topology:
     port_base: int
     bind_address: str
     project_id: str  # settings.Project.id: Docker names are host-wide, environments per project
+    controller_count: int = 0  # KRaft mode: the controller quorum (then zookeeper_count is 0)
+
+    @property
+    def metadata_mode(self) -> str:
+        return KRAFT if self.controller_count else ZOOKEEPER
 
     @property
     def network(self) -> str:
@@ -111,9 +133,18 @@ class Topology:
         return tuple(self._node("broker", "kafka", i) for i in range(self.broker_count))
 
     @property
+    def controllers(self) -> tuple[Node, ...]:
+        return tuple(self._node("controller", "controller", i) for i in range(self.controller_count))
+
+    @property
+    def quorum(self) -> tuple[Node, ...]:
+        """The nodes that keep the metadata: ZooKeeper nodes or KRaft controllers."""
+        return self.zookeepers + self.controllers
+
+    @property
     def nodes(self) -> tuple[Node, ...]:
-        """All nodes in start order: ZooKeeper first."""
-        return self.zookeepers + self.brokers
+        """All nodes in start order: the metadata quorum first, then the brokers."""
+        return self.quorum + self.brokers
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -132,6 +163,24 @@ class Topology:
     @staticmethod
     def broker_id(node: Node) -> int:
         return node.index
+
+    @staticmethod
+    def node_id(node: Node) -> int:
+        """A KRaft ``node.id``: brokers keep their broker id, controllers count from 1000."""
+        return CONTROLLER_ID_BASE + node.index if node.role == "controller" else node.index
+
+    @property
+    def controller_quorum_voters(self) -> str:
+        """KRaft's static quorum: ``id@host:port`` of every controller."""
+        return ",".join(f"{self.node_id(c)}@{c.name}:{CONTROLLER_PORT}" for c in self.controllers)
+
+    @property
+    def cluster_id(self) -> str:
+        """The KRaft cluster id every node is formatted with: 16 bytes, URL-safe base64 as Kafka
+        writes them, derived from the environment's Docker names so that it needs no storage.
+        Not a secret: every client can read it from the metadata."""
+        digest = hashlib.sha256(f"secure-kafka cluster {self.network}".encode()).digest()[:16]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def listener_port(self, broker: Node, listener: str) -> int:
         """Host port of a broker's published listener; the container listens on the same."""

@@ -110,17 +110,21 @@ def describe(admin: AdminClient) -> frozenset[Binding]:
 
 
 def create(admin: AdminClient, bindings: list[Binding], progress: Progress = quiet) -> None:
+    """Creates ``bindings`` and returns once the brokers show them."""
     if bindings:
         ours = {to_kafka(b): b for b in bindings}
         futures = admin.create_acls(list(ours), request_timeout=TIMEOUT_S)
         _await_each(futures, ours, "created", "creating", "acl apply", progress)
+        _wait_visible(admin, set(bindings), set())
 
 
 def delete(admin: AdminClient, bindings: list[Binding], progress: Progress = quiet) -> None:
+    """Deletes ``bindings`` and returns once the brokers no longer show them."""
     if bindings:
         ours = {_exact_filter(b): b for b in bindings}
         futures = admin.delete_acls(list(ours), request_timeout=TIMEOUT_S)
         _await_each(futures, ours, "deleted", "deleting", "acl apply --prune", progress)
+        _wait_visible(admin, set(), set(bindings))
 
 
 def _await_each(futures: dict, binding_of: dict, done: str, doing: str, rerun: str, progress: Progress) -> None:
@@ -161,18 +165,18 @@ def plan(admin: AdminClient, desired: frozenset[Binding]) -> AclPlan:
 
 
 def apply(admin: AdminClient, desired: frozenset[Binding], prune: bool, progress: Progress = quiet) -> ApplyResult:
-    """Creates what the file adds, deletes extras only when ``prune``; waits until brokers see it."""
+    """Creates what the file adds, deletes extras only when ``prune``; the brokers show it on return."""
     todo = plan(admin, desired)
     # Create before delete: a rule being replaced never leaves a gap in access.
     create(admin, list(todo.add), progress)
     deleted = todo.extra if prune else ()
     delete(admin, list(deleted), progress)
-    if todo.add or deleted:
-        _wait_visible(admin, set(todo.add), set(deleted))
     return ApplyResult(todo, todo.add, tuple(deleted), () if prune else todo.extra)
 
 
 def _wait_visible(admin: AdminClient, added: set[Binding], deleted: set[Binding]) -> None:
+    """Until a describe shows the change: an ACL the controller committed reaches the broker
+    that answers a moment later (KRaft's metadata log, ZooKeeper's change notifications)."""
     deadline = time.monotonic() + PROPAGATION_S
     while True:
         actual = describe(admin)

@@ -47,7 +47,7 @@ from . import keyfile
 
 ORGANIZATION = "secure-kafka"
 # Certificate kinds, the OU of a subject.
-KINDS = ("ca", "broker", "zookeeper", "client")
+KINDS = ("ca", "broker", "zookeeper", "controller", "client")
 # Certificates start a few minutes in the past so a peer whose clock lags a little
 # still accepts them; the total validity stays exactly what was asked for.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -365,7 +365,7 @@ class CA:
         """
         check_name("certificate name", name)
         if kind not in KINDS or kind == "ca":
-            raise SecureKafkaError(f"invalid certificate kind {kind!r}: use broker, zookeeper or client")
+            raise SecureKafkaError(f"invalid certificate kind {kind!r}: use broker, zookeeper, controller or client")
         if validity_days <= 0:
             raise SecureKafkaError(f"certificate validity must be positive, got {validity_days} days")
         if not (server or client):

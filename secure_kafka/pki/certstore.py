@@ -343,7 +343,8 @@ class CertStore:
         )
 
     @staticmethod
-    def _container_uid() -> int | None:
+    def container_uid() -> int | None:
+        """The owner of files a container reads (None: the caller's own)."""
         # Only root can hand files to the container user; others run rootless Docker,
         # where their own uid is what the container sees.
         return CONTAINER_UID if os.geteuid() == 0 else None
@@ -352,7 +353,7 @@ class CertStore:
         self, directory: Path, issued: pki.IssuedCert, trusted: Sequence[x509.Certificate], password: str
     ) -> None:
         """A node's stores: ``trusted`` holds one CA, or two while the CA is being rotated."""
-        uid = self._container_uid()
+        uid = self.container_uid()
         _mkdir(directory, uid)
         write_atomic(directory / "keystore.p12", issued.pkcs12_keystore(password), mode=0o600, uid=uid)
         write_atomic(directory / "truststore.p12", pki.pkcs12_truststore(trusted, password), mode=0o600, uid=uid)

@@ -6,8 +6,8 @@ offer, ZooKeeper's shell); ``scorecard`` the probe ids, results and their scorec
 probe groups; ``checks`` the groups' catalogue and ``run``.
 """
 
-from .checks import GROUPS, SLOW_PROBES, run
+from .checks import GROUPS, SLOW_PROBES, probe_ids, run
 from .scorecard import PROBES, ProbeResult, Scorecard, result
 from .zookeeper import zookeeper_verdict
 
-__all__ = ["GROUPS", "PROBES", "SLOW_PROBES", "ProbeResult", "Scorecard", "result", "run", "zookeeper_verdict"]
+__all__ = ["GROUPS", "PROBES", "SLOW_PROBES", "ProbeResult", "probe_ids", "Scorecard", "result", "run", "zookeeper_verdict"]

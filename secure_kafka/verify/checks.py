@@ -32,6 +32,7 @@ import docker
 
 from ..dockerclient import connect
 from ..errors import SecureKafkaError
+from ..model.topology import Topology
 from ..ops.context import EnvironmentContext
 from .auth import probe_authorization, probe_mtls, probe_scram
 from .host import probe_containers, probe_secrets_in_containers, probe_volumes
@@ -51,6 +52,8 @@ from .zookeeper import probe_four_letter_words, probe_zookeeper
 SLOW_PROBES = frozenset({"zookeeper.anonymous-read", "zookeeper.anonymous-write", "zookeeper.plaintext"})
 
 # (probe group, the ids it reports): a group shares its setup (a user, test certificates).
+# A KRaft environment's controllers are probed with the brokers' listeners (ports.plaintext,
+# tls.*, mtls.*: the CONTROLLER listener refuses plaintext, no certificate and a foreign CA).
 GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...] = (
     (probe_plaintext, ("ports.plaintext",)),
     (probe_bind_address, ("ports.bind-address",)),
@@ -70,6 +73,10 @@ GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...
 )
 
 
+# Where there is no ZooKeeper (KRaft mode) there is nothing for these to probe.
+ZOOKEEPER_PROBES = frozenset({*SLOW_PROBES, "zookeeper.four-letter-words"})
+
+
 def _run_group(group: Callable[[Target], list[ProbeResult]], ids: tuple[str, ...], target: Target) -> list[ProbeResult]:
     """A group's results; a group that breaks fails each of its probes, naming why."""
     try:
@@ -77,6 +84,16 @@ def _run_group(group: Callable[[Target], list[ProbeResult]], ids: tuple[str, ...
     except Exception as exc:  # noqa: BLE001 - a broken probe is a failed probe, never a passed one
         reason = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         return [result(probe, "probe runs", f"probe error: {reason}", False) for probe in ids]
+
+
+def _groups(topology: Topology, quick: bool) -> list[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]]]:
+    return [(g, ids) for g, ids in GROUPS
+            if (topology.zookeepers or not set(ids) <= ZOOKEEPER_PROBES) and not (quick and set(ids) <= SLOW_PROBES)]
+
+
+def probe_ids(topology: Topology, quick: bool = False) -> list[str]:
+    """The probes ``run`` reports for an environment of this shape, in scorecard order."""
+    return [probe for probe in PROBES if any(probe in ids for _g, ids in _groups(topology, quick))]
 
 
 def run(env: EnvironmentContext, quick: bool = False, client: docker.DockerClient | None = None) -> Scorecard:
@@ -87,8 +104,9 @@ def run(env: EnvironmentContext, quick: bool = False, client: docker.DockerClien
         target = Target(env, client, work_dir)
         if not any(target.running(node) for node in env.settings.topology.nodes):
             raise SecureKafkaError(f"{env.env} has no running container: run `secure-kafka up {env.env}` first")
-        fast = [(g, ids) for g, ids in GROUPS if not set(ids) <= SLOW_PROBES]
-        slow = [] if quick else [(g, ids) for g, ids in GROUPS if set(ids) <= SLOW_PROBES]
+        groups = _groups(env.settings.topology, quick)
+        fast = [(g, ids) for g, ids in groups if not set(ids) <= SLOW_PROBES]
+        slow = [(g, ids) for g, ids in groups if set(ids) <= SLOW_PROBES]
         # Probes wait on the network and the brokers, not on this process: fast groups side by
         # side; then the slow ones (JVMs of their own), so they do not starve the others' timeouts.
         with ThreadPoolExecutor(max_workers=4) as pool:

@@ -37,8 +37,7 @@ def probe_containers(t: Target) -> list[ProbeResult]:
             checks["containers.cap-drop"].append(f"{node.name}: drop {host.get('CapDrop')}, add {host.get('CapAdd')}")
         if "no-new-privileges:true" not in (host.get("SecurityOpt") or []) or host.get("Privileged"):
             checks["containers.no-new-privileges"].append(f"{node.name}: {host.get('SecurityOpt')}")
-        heap, cpus = ((profile.zookeeper_heap_mb, profile.zookeeper_cpus) if node.role == "zookeeper"
-                      else (profile.broker_heap_mb, profile.broker_cpus))
+        heap, cpus = profile.resources(node.role)
         limits = {"memory": (host.get("Memory"), (heap + JVM_OVERHEAD_MB) * MIB),
                   "cpus": (host.get("NanoCpus"), int(cpus * NANOS)), "pids": (host.get("PidsLimit"), profile.pids_limit)}
         for what, (actual, wanted) in limits.items():

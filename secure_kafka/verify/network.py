@@ -10,7 +10,6 @@ import ssl
 from cryptography import x509
 
 from .. import pki
-from ..model.topology import BROKER_INTERNAL_PORT
 from . import probes
 from .scorecard import ProbeResult, _where, result
 from .target import LOOPBACK, Target, _is_specific
@@ -18,7 +17,7 @@ from .target import LOOPBACK, Target, _is_specific
 
 def probe_plaintext(t: Target) -> list[ProbeResult]:
     targets = [(f"{host if _is_specific(host) else LOOPBACK}:{port}") for _node, host, port in t.published()]
-    targets += [f"{ip}:{BROKER_INTERNAL_PORT}" for b in t.topology.brokers if (ip := t.ip(b))]
+    targets += [f"{ip}:{port}" for ip, port in t.internal_kafka_addresses()]
     answered = [a for a in targets if probes.kafka_answers_plaintext(*_split(a))]
     observed = f"answered on {_where(answered)}" if answered else f"no answer on {len(targets)} ports"
     return [result("ports.plaintext", "no plaintext Kafka answer", observed, not answered and bool(targets))]

@@ -10,7 +10,7 @@ JSON_FORMAT = 1
 # Every probe: id -> what it checks. The order is the scorecard's. Ids are stable (the JSON
 # output and users' pipelines rely on them); the README lists them.
 PROBES: dict[str, str] = {
-    "ports.plaintext": "plaintext Kafka (ApiVersions) on every published port and INTERNAL listener",
+    "ports.plaintext": "plaintext Kafka (ApiVersions) on every published port, INTERNAL and CONTROLLER listener",
     "ports.bind-address": "host address of every published port",
     "tls.v1.0": "TLS 1.0 offered (client floor lowered) on every TLS listener",
     "tls.v1.1": "TLS 1.1 offered (client floor lowered) on every TLS listener",

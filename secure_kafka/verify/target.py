@@ -11,7 +11,13 @@ import docker.errors
 
 import docker
 
-from ..model.topology import ADMIN, BROKER_INTERNAL_PORT, ZK_SECURE_CLIENT_PORT, Node
+from ..model.topology import (
+    ADMIN,
+    BROKER_INTERNAL_PORT,
+    CONTROLLER_PORT,
+    ZK_SECURE_CLIENT_PORT,
+    Node,
+)
 from ..ops.context import EnvironmentContext
 
 LOOPBACK = "127.0.0.1"
@@ -71,8 +77,9 @@ class Target:
         return sorted(found, key=lambda f: f[2])
 
     def endpoints(self) -> list[Endpoint]:
-        """Every TLS listener: brokers' published SASL_SSL and SSL ports, their INTERNAL listener
-        and ZooKeeper's TLS client port (the latter two at the container's network address)."""
+        """Every TLS listener: brokers' published SASL_SSL and SSL ports, their INTERNAL listener,
+        KRaft controllers' CONTROLLER listener and ZooKeeper's TLS client port (the latter
+        three at the container's network address)."""
         found = []
         address = self.settings.bind_address
         host = address if _is_specific(address) and not ipaddress.ip_address(address).is_loopback else LOOPBACK
@@ -82,6 +89,10 @@ class Target:
                                       self.topology.listener_port(broker, listener), "localhost", True, mtls))
             if ip := self.ip(broker):
                 found.append(Endpoint(f"{broker.name}/internal", broker, ip, BROKER_INTERNAL_PORT, broker.name, True, True))
+        for controller in self.topology.controllers:
+            if ip := self.ip(controller):
+                found.append(Endpoint(f"{controller.name}/controller", controller, ip, CONTROLLER_PORT,
+                                      controller.name, True, True))
         for zk in self.topology.zookeepers:
             if ip := self.ip(zk):
                 found.append(Endpoint(f"{zk.name}/client-port", zk, ip, ZK_SECURE_CLIENT_PORT, zk.name, False, True))
@@ -89,6 +100,12 @@ class Target:
 
     def kafka_mtls_endpoints(self) -> list[Endpoint]:
         return [e for e in self.endpoints() if e.kafka and e.mtls]
+
+    def internal_kafka_addresses(self) -> list[tuple[str, int]]:
+        """(container address, port) of the Kafka listeners the host does not publish: the
+        brokers' INTERNAL and the controllers' CONTROLLER."""
+        found = [(ip, BROKER_INTERNAL_PORT) for b in self.topology.brokers if (ip := self.ip(b))]
+        return found + [(ip, CONTROLLER_PORT) for c in self.topology.controllers if (ip := self.ip(c))]
 
 
 def _is_specific(address: str) -> bool:

@@ -16,6 +16,7 @@ from tls_server import serve_tls
 import docker
 from secure_kafka.build import image as image_builder
 from secure_kafka.dockerclient import connect
+from secure_kafka.model.topology import METADATA_MODES
 from secure_kafka.pki import CA
 from secure_kafka.testing import running_environment
 
@@ -36,8 +37,22 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def runtime_image(docker_client) -> str:
-    """Tag of the runtime image, built first if its inputs changed."""
+    """Tag of ZooKeeper mode's runtime image, built first if its inputs changed."""
     return image_builder.ensure_image(docker_client, print)
+
+
+@pytest.fixture(scope="session", params=METADATA_MODES)
+def metadata_mode(request) -> str:
+    """Each metadata mode in turn: the suites that take it run against ZooKeeper and KRaft
+    environments alike. A module about one mode only narrows it with
+    ``pytest.mark.parametrize("metadata_mode", [ZOOKEEPER], indirect=True)``."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def mode_image(docker_client, metadata_mode) -> str:
+    """Tag of the runtime image of ``metadata_mode`` (Kafka 3.9 or 4.4), its tools included."""
+    return image_builder.ensure_image(docker_client, print, mode=metadata_mode)
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +71,10 @@ def session_label(docker_client):
 
 
 @pytest.fixture(scope="session")
-def dev_env(runtime_image, tmp_path_factory):
-    """The shared dev-shaped environment (1 ZooKeeper + 1 broker). Tests must not break it."""
-    with running_environment(tmp_path_factory.mktemp("dev-project")) as env:
+def dev_env(metadata_mode, mode_image, tmp_path_factory):
+    """The shared dev-shaped environment of each mode (1 ZooKeeper node or KRaft controller,
+    1 broker); one runs at a time. Tests must not break it."""
+    with running_environment(tmp_path_factory.mktemp(f"dev-{metadata_mode}-project"), metadata_mode=metadata_mode) as env:
         yield env
 
 

@@ -1,6 +1,8 @@
 """Encryption at rest: a record is readable through Kafka and absent from the raw storage.
 
-Once per backend (gocryptfs, the default, and fscrypt). The environment under test goes down
+Once per backend (gocryptfs, the default, and fscrypt) in ZooKeeper mode, and with the default
+backend in KRaft mode, whose controller keeps the metadata log (topic names, ACLs, SCRAM
+credentials) on its volume. The environment under test goes down
 and up again, so it is its own (``running_environment``), not the shared ``dev_env``. The
 control beside it proves the scan finds a marker where data is stored in plaintext (a Docker
 volume of an environment with ``encryptedVolumes: false``).
@@ -22,6 +24,7 @@ from markers import mounted, produce_marker, read_back
 from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.profiles import DEV
+from secure_kafka.model.topology import KRAFT, ZOOKEEPER
 from secure_kafka.storage import volumes
 from secure_kafka.testing import running_environment
 
@@ -76,15 +79,16 @@ def released(volume: volumes.Volume) -> bool:
     return volumes.gocryptfs_processes(volume.mountpoint) == []
 
 
-@pytest.mark.parametrize("backend", volumes.BACKENDS)
-def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_image, tmp_path, monkeypatch, backend):
+@pytest.mark.parametrize("backend, mode", [*((b, ZOOKEEPER) for b in volumes.BACKENDS), (volumes.DEFAULT_BACKEND, KRAFT)])
+def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_image, tmp_path, monkeypatch, backend, mode):
     assert DEV.encrypted_volumes, "dev must default to encrypted volumes"
-    with running_environment(tmp_path / "project", volume_backend=backend) as env:
+    with running_environment(tmp_path / "project", volume_backend=backend, metadata_mode=mode) as env:
         assert env.settings.encrypted_volumes
         name, topic = env.env, "at-rest-probe"
-        kafka, zookeeper = env.volumes.volume("kafka-0"), env.volumes.volume("zk-0")
+        quorum_node = env.settings.topology.quorum[0].name  # zk-0 or controller-0
+        kafka, quorum = env.volumes.volume("kafka-0"), env.volumes.volume(quorum_node)
         report = env.status()["encrypted_volumes"]
-        assert report["backend"] == backend and report["nodes"] == {"zk-0": "unlocked", "kafka-0": "unlocked"}
+        assert report["backend"] == backend and report["nodes"] == {quorum_node: "unlocked", "kafka-0": "unlocked"}
 
         marker = produce_marker(env, topic)
         assert marker in read_back(env, topic)
@@ -92,17 +96,20 @@ def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_im
         assert tree_contains(kafka.plaintext, marker), "control: the marker is in the broker's (unlocked) log"
         # What the container wrote is the container user's, seen from the host too.
         assert {p.stat().st_uid for p in kafka.plaintext.rglob("*")} == {volumes.CONTAINER_UID}
-        for volume in (kafka, zookeeper):
+        for volume in (kafka, quorum):
             assert storage_bytes(volume.storage) > 0
             assert not storage_contains(volume.storage, marker), f"marker found in plaintext in {volume.storage}"
         assert not storage_contains(kafka.storage, topic.encode()), f"topic name {topic} in plaintext in {kafka.storage}"
+        if mode == KRAFT:  # the controller's metadata log names the topic: in the plaintext only
+            assert tree_contains(quorum.plaintext, topic.encode()), "control: the topic is in the metadata log"
+            assert not storage_contains(quorum.storage, topic.encode()), f"topic name in plaintext in {quorum.storage}"
 
         env.down()  # not purged: data kept, volumes locked
-        for volume in (kafka, zookeeper):
+        for volume in (kafka, quorum):
             assert not mounted(str(volume.mountpoint)) and not volume.plaintext.exists()
             assert volume.storage.exists() and released(volume)
         assert not Path(env.volumes.run_dir).exists()
-        assert env.status()["encrypted_volumes"]["nodes"] == {"zk-0": "locked", "kafka-0": "locked"}
+        assert env.status()["encrypted_volumes"]["nodes"] == {quorum_node: "locked", "kafka-0": "locked"}
 
         # Another key (a key file restored from the wrong backup): refused, nothing mounted, nothing re-made.
         before = sorted(p.name for p in kafka.storage.parent.iterdir())
@@ -117,15 +124,15 @@ def test_marker_readable_through_kafka_and_absent_from_the_ciphertext(runtime_im
             with pytest.raises(SecureKafkaError, match="passphrase"):
                 Environment(env.project, name).up()
         wrong = volumes.EncryptedVolumes(env.project.root, env.project.certs_dir(name), name, env.volumes.run_dir,
-                                         ("zk-0", "kafka-0"), 2, lambda: "not-the-passphrase", backend=volumes.make_backend(backend))
+                                         (quorum_node, "kafka-0"), 2, lambda: "not-the-passphrase", backend=volumes.make_backend(backend))
         with pytest.raises(SecureKafkaError, match="cannot unwrap the volume key: wrong passphrase"):
             wrong.open()
-        assert not mounted(str(kafka.mountpoint)) and not mounted(str(zookeeper.mountpoint))
+        assert not mounted(str(kafka.mountpoint)) and not mounted(str(quorum.mountpoint))
 
         env.up()  # the same volumes, unlocked again: the data survived
         assert marker in read_back(env, topic)
     # running_environment purged it: no storage, no key, no mount, no loop device or daemon is left.
-    for volume in (kafka, zookeeper):
+    for volume in (kafka, quorum):
         assert not volume.storage.exists() and not mounted(str(volume.mountpoint))
         assert loop_devices(volume.storage) == "" and volumes.gocryptfs_processes(volume.mountpoint) == []
     assert not (env.project.root / volumes.STORAGE_DIR / name).exists()

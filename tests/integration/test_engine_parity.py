@@ -39,8 +39,8 @@ def docker_views(docker_client, plan) -> dict[str, dict]:
     return {spec.name: mocks.docker_view_of_inspect(api.inspect_container(spec.name), image_info) for spec in plan.containers}
 
 
-def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, runtime_image):
-    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, runtime_image)
+def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, mode_image):
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image)
     running = docker_views(docker_client, plan)
     declared = pulumi_views(plan, dev_env)
     assert sorted(declared) == sorted(running) == sorted(s.name for s in plan.containers)
@@ -51,8 +51,8 @@ def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, runt
         assert docker_client.api.inspect_container(spec.name)["HostConfig"]["PidsLimit"] == spec.pids_limit
 
 
-def test_a_deliberate_change_breaks_parity(dev_env, docker_client, runtime_image):
-    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, runtime_image)
+def test_a_deliberate_change_breaks_parity(dev_env, docker_client, mode_image):
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image)
     running = docker_views(docker_client, plan)
     broker = plan.containers[-1]
     changed = dataclasses.replace(plan, containers=plan.containers[:-1] + (

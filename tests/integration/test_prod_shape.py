@@ -1,4 +1,5 @@
-"""The prod shape (3 ZooKeeper + 3 brokers, RF 3, min ISR 2): replication survives a leader kill.
+"""The prod shape (3 ZooKeeper nodes or KRaft controllers + 3 brokers, RF 3, min ISR 2), in each
+metadata mode: hardened, every probe passes, replication survives a leader kill.
 
 This environment is destructive (a broker is killed), so it is the module's own, not shared.
 """
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.prod_shape
 
 
 @pytest.fixture(scope="module")
-def prod_env(runtime_image, tmp_path_factory):
-    with running_environment(tmp_path_factory.mktemp("prod-project"), profile="prod") as env:
+def prod_env(metadata_mode, mode_image, tmp_path_factory):
+    with running_environment(tmp_path_factory.mktemp(f"prod-{metadata_mode}-project"), profile="prod",
+                             metadata_mode=metadata_mode) as env:
         yield env
 
 
@@ -42,7 +44,8 @@ def test_every_probe_passes_on_prod(prod_env):
     """`up` already ran the full set (mandatory on prod); verify runs it again, from outside."""
     card = verify.run(prod_env)
     assert card.passed, card.table()
-    assert [r.probe for r in card.results] == list(verify.PROBES)
+    assert [r.probe for r in card.results] == verify.probe_ids(prod_env.settings.topology)
+    # 3 listeners per broker, and ZooKeeper's client port or the controller listener per quorum node.
     tls12 = next(r for r in card.results if r.probe == "tls.v1.2")
     assert tls12.expected == "refused" and tls12.observed == f"refused by {3 * 3 + 3} listeners"
 
@@ -57,8 +60,7 @@ def test_prod_containers_are_hardened(prod_env, docker_client):
     for node in prod_env.settings.topology.nodes:
         info = docker_client.api.inspect_container(node.container)
         host = info["HostConfig"]
-        heap, cpus = ((profile.zookeeper_heap_mb, profile.zookeeper_cpus) if node.role == "zookeeper"
-                      else (profile.broker_heap_mb, profile.broker_cpus))
+        heap, cpus = profile.resources(node.role)
         assert info["Config"]["User"] == "10001:10001", node.name
         assert host["ReadonlyRootfs"] is True, node.name
         assert host["CapDrop"] == ["ALL"], node.name

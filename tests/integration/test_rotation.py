@@ -1,7 +1,8 @@
-"""`certs rotate` on the prod shape (3 ZooKeeper + 3 brokers, RF 3, min ISR 2), for real.
+"""`certs rotate` on the prod shape (3 ZooKeeper nodes or KRaft controllers + 3 brokers, RF 3,
+min ISR 2), for real, in each metadata mode.
 
-One environment for the module (a prod start costs about a minute here); the tests run in
-file order and each leaves the cluster healthy for the next. While certificates rotate, an
+One environment per mode (a prod start costs about a minute here); the tests run in file
+order and each leaves the cluster healthy for the next. While certificates rotate, an
 idempotent acks=all producer writes sequence numbers non-stop; a consumer then checks that
 every acknowledged number is there exactly once and that no send failed.
 """
@@ -19,7 +20,7 @@ from interruption import Killed, kill_at
 
 from secure_kafka.build import render
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.model.topology import ADMIN
+from secure_kafka.model.topology import ADMIN, CONTROLLER_PORT, ZK_SECURE_CLIENT_PORT
 from secure_kafka.ops import kafka_admin, rotation
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
@@ -29,8 +30,9 @@ pytestmark = pytest.mark.rotation_roll
 
 
 @pytest.fixture(scope="module")
-def prod_env(runtime_image, tmp_path_factory):
-    with running_environment(tmp_path_factory.mktemp("rotation-project"), profile="prod") as env:
+def prod_env(metadata_mode, mode_image, tmp_path_factory):
+    with running_environment(tmp_path_factory.mktemp(f"rotation-{metadata_mode}-project"), profile="prod",
+                             metadata_mode=metadata_mode) as env:
         yield env
 
 
@@ -125,9 +127,10 @@ def presented(env, docker_client, ca_file: Path) -> dict[str, probes.HandshakeRe
             host = container_ip(docker_client, env, broker) if internal else "127.0.0.1"
             results[f"{broker.name}/{listener.name}"] = probes.tls_handshake(
                 host, listener.port, ca_file, listener.advertised_host, client_cert=client_cert)
-    for zk in topology.zookeepers:
-        results[f"{zk.name}/client-port"] = probes.tls_handshake(
-            container_ip(docker_client, env, zk), 2182, ca_file, zk.name, client_cert=client_cert)
+    for node in topology.quorum:  # ZooKeeper's client port, or the controllers' listener
+        port = ZK_SECURE_CLIENT_PORT if node.role == "zookeeper" else CONTROLLER_PORT
+        results[f"{node.name}/{port}"] = probes.tls_handshake(
+            container_ip(docker_client, env, node), port, ca_file, node.name, client_cert=client_cert)
     return results
 
 
@@ -143,15 +146,15 @@ def assert_presenting(results, serials):
 
 
 def test_refuses_while_a_node_is_down(prod_env, docker_client):
-    zk = prod_env.settings.topology.zookeepers[-1]
-    docker_client.api.stop(zk.container, timeout=30)
+    node = prod_env.settings.topology.quorum[-1]
+    docker_client.api.stop(node.container, timeout=30)
     try:
-        with pytest.raises(SecureKafkaError, match=rf"refusing to rotate .* while {zk.name} is exited"):
+        with pytest.raises(SecureKafkaError, match=rf"refusing to rotate .* while {node.name} is exited"):
             rotation.rotate_leaves(prod_env, progress=print)
         assert not (prod_env.certs.root / "rotation" / "state.json").exists()
     finally:
-        docker_client.api.start(zk.container)
-        rotation.DockerCluster(prod_env, print).restart(zk)  # and wait until it serves again
+        docker_client.api.start(node.container)
+        rotation.DockerCluster(prod_env, print).restart(node)  # and wait until it serves again
 
 
 def test_abort_mid_roll_returns_the_cluster_to_the_old_leaves(prod_env, docker_client):
@@ -159,7 +162,9 @@ def test_abort_mid_roll_returns_the_cluster_to_the_old_leaves(prod_env, docker_c
     before = active_serials(prod_env)
     assert_presenting(presented(prod_env, docker_client, ca), before)
     with pytest.raises(Killed):
-        rotation.rotate_leaves(prod_env, progress=print, hook=kill_at("new-leaves:roll:zk-1"))
+        # Killed while rolling the second quorum node (zk-1 or controller-1).
+        rotation.rotate_leaves(prod_env, progress=print,
+                               hook=kill_at(f"new-leaves:roll:{prod_env.settings.topology.quorum[1].name}"))
     # Brokers reloaded before the roll: their listeners already present the new leaves.
     mid = presented(prod_env, docker_client, ca)
     assert mid["kafka-0/SSL_EXT"].ok and mid["kafka-0/SSL_EXT"].peer_serial != before["kafka-0"]

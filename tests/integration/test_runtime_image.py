@@ -1,7 +1,7 @@
-"""The runtime image itself: versions, non-root user, and a bare produce/consume round-trip.
+"""The runtime images themselves: versions, non-root user, and a bare produce/consume round-trip.
 
 Security is exercised elsewhere; this proves ZooKeeper, the broker and Kafka's own tools run
-from the image built offline.
+from the 3.9 image built offline (the 4.4 image's run every KRaft environment of the suite).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from secure_kafka import KAFKA_VERSION
+from secure_kafka.model.topology import KAFKA_VERSIONS, ZOOKEEPER
 from secure_kafka.verify import probes
 
 ZOO_CFG = "dataDir=/var/lib/zookeeper\nclientPort=2181\nadmin.enableServer=false\ntickTime=2000\n"
@@ -29,15 +29,17 @@ def run(client, image, *argv) -> str:
     return client.containers.run(image, list(argv), remove=True, stderr=True).decode()
 
 
-def test_image_has_kafka_39_and_zookeeper(docker_client, runtime_image):
-    out = run(docker_client, runtime_image, "kafka-version")
-    assert f"Kafka {KAFKA_VERSION}" in out and KAFKA_VERSION.startswith("3.9.")
-    assert "ZooKeeper 3.8." in out
+def test_image_has_its_lines_kafka(docker_client, metadata_mode, mode_image):
+    """3.9 and ZooKeeper 3.8 for ZooKeeper mode; 4.4 and no ZooKeeper for KRaft mode."""
+    out = run(docker_client, mode_image, "kafka-version")
+    version = KAFKA_VERSIONS[metadata_mode]
+    assert f"Kafka {version}\n" in out and version.startswith("3.9." if metadata_mode == ZOOKEEPER else "4.4.")
+    assert ("ZooKeeper 3.8." in out) == (metadata_mode == ZOOKEEPER), out
 
 
-def test_image_runs_as_non_root_without_compilers(docker_client, runtime_image):
-    assert run(docker_client, runtime_image, "id", "-u").strip() == "10001"
-    out = run(docker_client, runtime_image, "bash", "-c", "command -v gcc cc javac apt-get; ls /var/lib/apt/lists | wc -l")
+def test_image_runs_as_non_root_without_compilers(docker_client, mode_image):
+    assert run(docker_client, mode_image, "id", "-u").strip() == "10001"
+    out = run(docker_client, mode_image, "bash", "-c", "command -v gcc cc javac apt-get; ls /var/lib/apt/lists | wc -l")
     assert "gcc" not in out and "javac" not in out
     assert out.strip().splitlines()[-1] == "0"  # no package lists left behind
 

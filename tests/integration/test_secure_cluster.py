@@ -1,4 +1,5 @@
-"""The dev-shaped secure cluster (1 ZooKeeper + 1 broker): what works, and what is refused.
+"""The dev-shaped secure cluster of each mode (1 ZooKeeper node or KRaft controller + 1
+broker): what works, and what is refused.
 
 Every refusal has a control beside it that succeeds, so a refusal cannot pass by accident
 (for example because the probe itself is broken).
@@ -42,7 +43,9 @@ def test_second_up_changes_nothing(dev_env):
 def test_status_reports_healthy_nodes_and_bootstrap(dev_env):
     report = dev_env.status()
     assert report["healthy"] is True
-    assert {(n["name"], n["role"]) for n in report["nodes"]} == {("zk-0", "zookeeper"), ("kafka-0", "broker")}
+    quorum = ("zk-0", "zookeeper") if dev_env.settings.metadata_mode == "zookeeper" else ("controller-0", "controller")
+    assert {(n["name"], n["role"]) for n in report["nodes"]} == {quorum, ("kafka-0", "broker")}
+    assert (report["metadata_mode"], report["kafka_version"]) == (dev_env.settings.metadata_mode, dev_env.settings.kafka_version)
     assert report["bootstrap"]["sasl_ssl"] == dev_env.settings.topology.bootstrap("sasl_ssl")
 
 
@@ -64,21 +67,24 @@ def run_tool_container(env, runtime_image, config_dir, *argv, stdin: str | None 
 
 
 @pytest.mark.parametrize("auth", ["scram", "mtls"])
-def test_console_tools_round_trip_with_generated_java_config(dev_env, runtime_image, tmp_path, auth):
+def test_console_tools_round_trip_with_generated_java_config(dev_env, mode_image, tmp_path, auth):
+    """Kafka's own tools of the environment's Kafka line (3.9 or 4.4: its console clients take
+    the config as --command-config, 3.9's as --producer.config / --consumer.config)."""
+    kraft = dev_env.settings.metadata_mode == "kraft"
     config = dev_env.client_config(ADMIN, "java", auth, tmp_path / auth)
     bootstrap_servers = ",".join(dev_env.bootstrap_servers["sasl_ssl" if auth == "scram" else "ssl"])
     topic = f"console-{auth}-{uuid.uuid4().hex[:6]}"
-    created = run_tool_container(dev_env, runtime_image, config.parent, "kafka-topics", "--bootstrap-server",
+    created = run_tool_container(dev_env, mode_image, config.parent, "kafka-topics", "--bootstrap-server",
                                  bootstrap_servers, "--command-config", str(config), "--create", "--topic", topic,
                                  "--partitions", "1", "--replication-factor", "1")
     assert created.returncode == 0, created.stderr[-800:]
     records = [f"{auth}-record-{i}" for i in range(3)]
-    produced = run_tool_container(dev_env, runtime_image, config.parent, "kafka-console-producer", "--bootstrap-server",
-                                  bootstrap_servers, "--producer.config", str(config), "--topic", topic,
+    produced = run_tool_container(dev_env, mode_image, config.parent, "kafka-console-producer", "--bootstrap-server",
+                                  bootstrap_servers, "--command-config" if kraft else "--producer.config", str(config), "--topic", topic,
                                   stdin="\n".join(records) + "\n")
     assert produced.returncode == 0, produced.stderr[-800:]
-    consumed = run_tool_container(dev_env, runtime_image, config.parent, "kafka-console-consumer", "--bootstrap-server",
-                                  bootstrap_servers, "--consumer.config", str(config), "--topic", topic,
+    consumed = run_tool_container(dev_env, mode_image, config.parent, "kafka-console-consumer", "--bootstrap-server",
+                                  bootstrap_servers, "--command-config" if kraft else "--consumer.config", str(config), "--topic", topic,
                                   "--from-beginning", "--max-messages", "3", "--timeout-ms", "60000")
     assert consumed.returncode == 0, consumed.stderr[-800:]
     assert consumed.stdout.split() == records

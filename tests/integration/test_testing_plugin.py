@@ -44,9 +44,13 @@ def subprocess_env() -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1"}
 
 
-def copy_example(dest: Path, with_tests: bool = True) -> None:
+def copy_example(dest: Path, with_tests: bool = True, metadata_mode: str = "zookeeper") -> None:
     for name in ("pytest.ini", "acls.yaml") + (("test_example.py",) if with_tests else ()):
         shutil.copy(EXAMPLE / name, dest / name)
+    ini = dest / "pytest.ini"
+    setting = "secure_kafka_metadata_mode = zookeeper\n"
+    assert setting in ini.read_text(), "the example's pytest.ini names its metadata mode"
+    ini.write_text(ini.read_text().replace(setting, f"secure_kafka_metadata_mode = {metadata_mode}\n"))
 
 
 def leftovers(docker_client, name: str, project_root: Path) -> list[str]:
@@ -75,8 +79,9 @@ def purge_if_left(name: str, project_root: Path) -> None:
         shutil.rmtree(project_root, ignore_errors=True)
 
 
-def test_the_ci_example_passes_and_leaves_nothing_behind(runtime_image, docker_client, tmp_path):
-    copy_example(tmp_path)
+def test_the_ci_example_passes_and_leaves_nothing_behind(metadata_mode, mode_image, docker_client, tmp_path):
+    """The example as users run it, on Kafka 3.9 with ZooKeeper and on Kafka 4.4 with KRaft."""
+    copy_example(tmp_path, metadata_mode=metadata_mode)
     result = subprocess.run(pytest_command(), cwd=tmp_path, env=subprocess_env(), capture_output=True,
                             text=True, timeout=600)
     up = UP_LINE.search(result.stdout)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from secure_kafka.model.topology import ZK_SECURE_CLIENT_PORT
+from secure_kafka.model.topology import ZK_SECURE_CLIENT_PORT, ZOOKEEPER
 from secure_kafka.pki import secretstore
 from secure_kafka.verify import probes
+
+# ZooKeeper mode only: a KRaft environment has no ZooKeeper (its controllers' refusals are
+# test_verify's and the verify probes').
+pytestmark = pytest.mark.parametrize("metadata_mode", [ZOOKEEPER], indirect=True)
 
 
 def zookeeper_shell(env, runtime_image, probe_dir, *command, tls=True, sasl=False) -> str:

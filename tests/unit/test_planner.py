@@ -25,11 +25,25 @@ def prod() -> Settings:
     return dataclasses.replace(defaults("prod", profiles.PROD), project_id="0a1b2c3d")
 
 
+def dev_kraft() -> Settings:
+    return dataclasses.replace(dev(), metadata_mode="kraft")
+
+
+def prod_kraft() -> Settings:
+    return dataclasses.replace(prod(), metadata_mode="kraft")
+
+
+ROLES = {"zk": "zookeeper", "controller": "controller", "kafka": "broker"}
+
+
 @pytest.mark.parametrize(
     "make, order",
     [
         pytest.param(dev, ["zk-0", "kafka-0"], id="dev-1+1"),
         pytest.param(prod, ["zk-0", "zk-1", "zk-2", "kafka-0", "kafka-1", "kafka-2"], id="prod-3+3"),
+        pytest.param(dev_kraft, ["controller-0", "kafka-0"], id="dev-kraft-1+1"),
+        pytest.param(prod_kraft, ["controller-0", "controller-1", "controller-2", "kafka-0", "kafka-1", "kafka-2"],
+                     id="prod-kraft-3+3"),
     ],
 )
 def test_plan_shape(secrets, make, order):
@@ -38,14 +52,14 @@ def test_plan_shape(secrets, make, order):
     env = settings.env
     assert cluster.env == env
     assert cluster.network == f"sk-{env}-{settings.project_id}"  # Docker names are host-wide: the project's id
-    assert [c.node for c in cluster.containers] == order  # start order: ZooKeeper first
+    assert [c.node for c in cluster.containers] == order  # start order: the metadata quorum first
     assert cluster.volumes == ()  # encrypted volumes (the default) are bind mounts, not Docker volumes
     assert cluster.labels == {plan.LABEL_PROJECT: settings.project_id, plan.LABEL_ENV: env}
     for spec in cluster.containers:
         assert spec.name == f"sk-{env}-{settings.project_id}-{spec.node}"
         assert spec.hostname == spec.node
         assert spec.image == IMAGE
-        assert spec.role == ("zookeeper" if spec.node.startswith("zk-") else "broker")
+        assert spec.role == ROLES[spec.node.rpartition("-")[0]]
         assert spec.labels == {
             plan.LABEL_PROJECT: settings.project_id,
             plan.LABEL_ENV: env,
@@ -157,7 +171,7 @@ def _strings_outside_file_contents(value: object) -> list[str]:
     return [str(value)]
 
 
-@pytest.mark.parametrize("make", [dev, prod], ids=["dev", "prod"])
+@pytest.mark.parametrize("make", [dev, prod, dev_kraft, prod_kraft], ids=["dev", "prod", "dev-kraft", "prod-kraft"])
 def test_no_secret_outside_rendered_files(secrets, make):
     cluster = build_plan(ROOT, make(), secrets, IMAGE)
     values = [secrets.get(name) for name in secrets.names()]

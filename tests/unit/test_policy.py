@@ -30,6 +30,12 @@ BAD = [
     ("dev", {"zookeeperNodes": 2}, "zookeeperNodes", "zookeeper-nodes-odd"),
     ("dev", {"zookeeperNodes": 5}, "zookeeperNodes", "zookeeper-nodes-max"),
     ("prod", {"zookeeperNodes": 9}, "zookeeperNodes", "zookeeper-nodes-max"),
+    # KRaft mode: the controller quorum by the same rules; zookeeperNodes is not read.
+    ("prod", {"metadataMode": "kraft", "controllers": 1}, "controllers", "controllers-min"),
+    ("prod", {"metadataMode": "kraft", "controllers": 4}, "controllers", "controllers-odd"),
+    ("dev", {"metadataMode": "kraft", "controllers": 2}, "controllers", "controllers-odd"),
+    ("dev", {"metadataMode": "kraft", "controllers": 0}, "controllers", "controllers-min"),
+    ("dev", {"metadataMode": "kraft", "controllers": 5}, "controllers", "controllers-max"),
     ("prod", {"brokers": 2}, "brokers", "brokers-min"),
     ("dev", {"brokers": 0}, "brokers", "brokers-min"),
     ("prod", {"replicationFactor": 2}, "replicationFactor", "replication-factor-min"),
@@ -74,6 +80,10 @@ GOOD = [
     ("ci", {}),
     ("prod", {}),
     ("dev", {"zookeeperNodes": 3, "brokers": 3, "replicationFactor": 3, "minInsyncReplicas": 2}),
+    ("dev", {"metadataMode": "kraft"}),
+    ("prod", {"metadataMode": "kraft"}),
+    ("dev", {"metadataMode": "kraft", "controllers": 3, "zookeeperNodes": 2}),
+    ("prod", {"metadataMode": "zookeeper", "controllers": 2}),
     ("dev", {"plaintextLoopback": True, "encryptedVolumes": False, "readOnlyRootfs": False}),
     ("dev", {"uncleanLeaderElection": True, "tlsVersions": ["TLSv1.2"], "keyAlgorithm": "rsa-4096"}),
     ("dev", {"bindAddress": "::1"}),
@@ -109,6 +119,7 @@ def test_bad_configuration_is_named(profile, overrides, key, rule):
 def test_bad_table_is_large_and_covers_every_rule():
     assert len(BAD) >= 30
     rules = re.findall(r'violation\("\w+", "([a-z0-9-]+)"', Path(policy.__file__).read_text())
+    rules += [rule for *_, quorum_rules in policy.QUORUM.values() for rule in quorum_rules]
     assert len(rules) >= 20
     assert set(rules) == {row[3] for row in BAD}
 

@@ -6,6 +6,7 @@ are the shipped ``Pulumi.dev.yaml`` and ``Pulumi.prod.yaml``, in a temporary pro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import runpy
@@ -29,6 +30,7 @@ from secure_kafka.engines.pulumi.component import (
 )
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.settings import Project
+from secure_kafka.model.topology import METADATA_MODES
 from secure_kafka.pki.secretstore import SecretStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +67,11 @@ def run_program(project: Project, env: str, preview: bool = False):
     return mocks.run(lambda: program(), stack=env, config=config, preview=preview)
 
 
-def component_only(tmp_path: Path, env: str, provision: bool = True):
-    """The component alone, for a plan built directly (no PKI needed)."""
+def component_only(tmp_path: Path, env: str, provision: bool = True, metadata_mode: str = "zookeeper"):
+    """The component alone, for a plan built directly (no PKI needed), of the repo's stack ``env``
+    in ``metadata_mode``."""
     project = Project(tmp_path)
-    settings = Project(REPO).load(env)
+    settings = dataclasses.replace(Project(REPO).load(env), metadata_mode=metadata_mode)
     plan = build_plan(project.root, settings, SecretStore(tmp_path / "secrets.json"), TAG)
 
     def body():
@@ -79,9 +82,10 @@ def component_only(tmp_path: Path, env: str, provision: bool = True):
     return plan, monitor
 
 
+@pytest.mark.parametrize("metadata_mode", METADATA_MODES)
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_children_map_the_plan(tmp_path, env):
-    plan, monitor = component_only(tmp_path, env)
+def test_children_map_the_plan(tmp_path, env, metadata_mode):
+    plan, monitor = component_only(tmp_path, env, metadata_mode=metadata_mode)
     component = monitor.of_type(COMPONENT)
     assert [c.name for c in component] == [f"sk-{env}"]
     children = [r for r in monitor.registrations if r.type != COMPONENT]
@@ -131,12 +135,15 @@ def test_children_map_the_plan(tmp_path, env):
         assert got["networksAdvanced"] == [{"name": plan.network, "aliases": [spec.node]}]
 
 
+@pytest.mark.parametrize("metadata_mode", METADATA_MODES)
 @pytest.mark.parametrize("env", ["dev", "prod"])
-def test_depends_on_zookeeper_then_brokers_then_bootstrap(tmp_path, env):
-    plan, monitor = component_only(tmp_path, env)
+def test_depends_on_the_quorum_then_brokers_then_bootstrap(tmp_path, env, metadata_mode):
+    plan, monitor = component_only(tmp_path, env, metadata_mode=metadata_mode)
     urn = {r.inputs.get("name", r.name): r.urn for r in monitor.registrations}
     deps = {r.inputs.get("name", r.name): set(r.dependencies) for r in monitor.registrations}
-    zookeepers = [urn[s.name] for s in plan.containers if s.role == "zookeeper"]
+    # ZooKeeper nodes or KRaft controllers: what every broker waits for.
+    quorum = [urn[s.name] for s in plan.containers if s.role in plan_mod.QUORUM_ROLES]
+    assert len(quorum) == len(plan.containers) - len([s for s in plan.containers if s.role == "broker"]) >= 1
     brokers = [urn[s.name] for s in plan.containers if s.role == "broker"]
     network = urn[plan.network]
     for spec in plan.containers:
@@ -144,10 +151,10 @@ def test_depends_on_zookeeper_then_brokers_then_bootstrap(tmp_path, env):
         # A Docker volume is a dependency; an encrypted volume (the default) is a bind mount.
         for volume in (m.source for m in spec.mounts if m.kind == "volume"):
             assert urn[volume] in deps[spec.name]
-        if spec.role == "zookeeper":
-            assert not deps[spec.name] & set(zookeepers + brokers)
+        if spec.role in plan_mod.QUORUM_ROLES:
+            assert not deps[spec.name] & set(quorum + brokers)
         else:
-            assert set(zookeepers) <= deps[spec.name] and not deps[spec.name] & set(brokers)
+            assert set(quorum) <= deps[spec.name] and not deps[spec.name] & set(brokers)
     bootstrap = monitor.named(f"sk-{env}-bootstrap")
     assert set(brokers) <= set(bootstrap.dependencies)
     # Encrypted volumes are unlocked before any container is created (and locked after all are deleted).
@@ -159,7 +166,7 @@ def test_depends_on_zookeeper_then_brokers_then_bootstrap(tmp_path, env):
         assert urn[spec.name] in pids.dependencies and pids.inputs["limit"] == spec.pids_limit
     # The registration order is the start order too.
     order = [r.urn for r in monitor.registrations]
-    assert max(order.index(z) for z in zookeepers) < min(order.index(b) for b in brokers) < order.index(bootstrap.urn)
+    assert max(order.index(z) for z in quorum) < min(order.index(b) for b in brokers) < order.index(bootstrap.urn)
 
 
 def test_bootstrap_inputs_hold_no_secret(tmp_path):

@@ -18,7 +18,7 @@ same containers (``tests/integration/test_engine_parity.py`` proves it). Decisio
   to that local tag; the tag carries the content hash of ``docker/``, so a new image is a
   new tag and replaces the containers. Containers use the tag, exactly as the plan says.
 * **Start order**: every container waits for health (``wait=True``); brokers
-  ``depends_on`` all ZooKeeper nodes, the provisioning on all brokers.
+  ``depends_on`` all metadata-quorum nodes (ZooKeeper or KRaft controllers), the provisioning on all brokers.
 * **Provisioning** (SCRAM users, the ACL file, a verified round-trip): a ``pulumi.dynamic.Resource``
   (``engines.pulumi.provision``) that runs ``ops.provision`` — the Docker engine
   path's code — so a bare ``pulumi up`` ends with a verified cluster like ``secure-kafka
@@ -44,7 +44,13 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from secure_kafka.build.plan import NANOS, ClusterPlan, ContainerSpec, Mount
+from secure_kafka.build.plan import (
+    NANOS,
+    QUORUM_ROLES,
+    ClusterPlan,
+    ContainerSpec,
+    Mount,
+)
 from secure_kafka.engines.pulumi.pids import PidsLimit
 from secure_kafka.engines.pulumi.provision import ClusterProvisioning
 from secure_kafka.engines.pulumi.volumes import UnlockedVolumes
@@ -124,13 +130,13 @@ class SecureKafkaCluster(pulumi.ComponentResource):
         self.image = docker.RemoteImage(f"{name}-image", name=images.pop(), keep_locally=True, opts=child)
 
         self.containers = {}
-        zookeepers = [s for s in plan.containers if s.role == "zookeeper"]
+        quorum = [s for s in plan.containers if s.role in QUORUM_ROLES]
         brokers = [s for s in plan.containers if s.role == "broker"]
-        for spec in zookeepers:
+        for spec in quorum:
             self.containers[spec.node] = self._container(name, plan, spec, after=[])
-        zookeeper_containers = [self.containers[s.node] for s in zookeepers]
+        quorum_containers = [self.containers[s.node] for s in quorum]
         for spec in brokers:
-            self.containers[spec.node] = self._container(name, plan, spec, after=zookeeper_containers)
+            self.containers[spec.node] = self._container(name, plan, spec, after=quorum_containers)
         broker_containers = [self.containers[s.node] for s in brokers]
 
         self.bootstrap_servers = args.settings.topology.bootstrap_servers

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -22,7 +23,9 @@ from ...build import render
 from ...dockerclient import connect
 from ...engines.docker_engine import DockerEngine
 from ...errors import SecureKafkaError
+from ...fsutil import write_atomic
 from ...model.topology import ADMIN, Node
+from ...pki.certstore import CertStore
 from ...proc import Progress, quiet
 from ...verify import probes
 from ..context import EnvironmentContext
@@ -107,7 +110,8 @@ class DockerCluster:
 
     def reload(self, broker: Node) -> None:
         password = self.env.certs.store_password(broker.name)
-        values = {"keystore": render.KEYSTORE, "truststore": render.TRUSTSTORE, "password": password}
+        locations, tag = self._stores_named_by_content(broker)
+        values = {**locations, "password": password}
         entries = []
         for listener in render.broker_listeners(self.settings, broker):
             if listener.protocol not in ("SSL", "SASL_SSL"):
@@ -116,7 +120,7 @@ class DockerCluster:
             for key, value in RELOADED_FILES:
                 entries.append(ConfigEntry(prefix + key, values.get(value, value),
                                            incremental_operation=AlterConfigOpType.SET))
-        # Per broker (entity name = its id): only then does Kafka reload files whose path is unchanged.
+        # Per broker (entity name = its id): the locations are this broker's files.
         resource = ConfigResource(ResourceType.BROKER, str(self.topology.broker_id(broker)), incremental_configs=entries)
         admin = self._admin()  # referenced until the futures resolve: a collected client cancels them
         try:
@@ -127,6 +131,28 @@ class DockerCluster:
             fix = ("re-apply the environment with `secure-kafka up` (its brokers lack password.encoder.secret)"
                    if "encoder" in reason.lower() else "check the broker's log")
             raise SecureKafkaError(f"{broker.name}: reloading its TLS stores failed ({reason}): {fix}, then --resume") from None
+        # The broker names the new copies now (its dynamic config, also after a restart).
+        for stale in self.env.certs.node_dir(broker.name).glob("*store-*.p12"):
+            if not stale.name.endswith(f"-{tag}.p12"):
+                stale.unlink()
+
+    def _stores_named_by_content(self, broker: Node) -> tuple[dict[str, str], str]:
+        """Copies of the broker's current keystore and truststore named by their content, and
+        their paths in the container.
+
+        Kafka reloads a listener's stores in place (KIP-226) when an AlterConfigs names them; a
+        KRaft broker only when the location is a new one (an unchanged path is no config change
+        there), so each generation of stores gets names of its own. Named by content, a re-run
+        (--resume, --abort) names the same files again.
+        """
+        directory = self.env.certs.node_dir(broker.name)
+        stores = {kind: (directory / f"{kind}.p12").read_bytes() for kind in ("keystore", "truststore")}
+        tag = hashlib.sha256(stores["keystore"] + b"\0" + stores["truststore"]).hexdigest()[:16]
+        for kind, data in stores.items():
+            copy = directory / f"{kind}-{tag}.p12"
+            if not copy.exists():
+                write_atomic(copy, data, mode=0o600, uid=CertStore.container_uid())
+        return {kind: f"{render.TLS_DIR}/{kind}-{tag}.p12" for kind in stores}, tag
 
     def _container_ip(self, node: Node) -> str:
         networks = self.client.api.inspect_container(node.container)["NetworkSettings"]["Networks"]
@@ -151,15 +177,15 @@ class DockerCluster:
     def _log_since(self, node: Node, since: int) -> str:
         return self.client.api.logs(node.container, since=since, stdout=True, stderr=True).decode(errors="replace")
 
-    def roll_order(self, zookeepers: Sequence[Node]) -> list[Node]:
-        if len(self.topology.zookeepers) < 2:
-            return list(zookeepers)
+    def roll_order(self, quorum: Sequence[Node]) -> list[Node]:
+        if len(self.topology.zookeepers) < 2:  # a KRaft quorum re-elects quickly: any order
+            return list(quorum)
 
         def is_leader(node: Node) -> bool:
             states = ZOOKEEPER_STATE.findall(self.engine.logs_tail(node.container, 5000))
             return bool(states) and states[-1] == "leading"
 
-        return sorted(zookeepers, key=is_leader)  # followers first: one election, at the end
+        return sorted(quorum, key=is_leader)  # followers first: one election, at the end
 
     def restart(self, node: Node) -> None:
         since = int(time.time()) - 1

@@ -42,6 +42,7 @@ from .state import (
 )
 
 STARTING_GRACE_S = 180  # how long a resumed rotation waits for a node whose healthcheck is pending
+RELOAD_VISIBLE_S = 30  # how long a reloaded broker may take to present its new certificate
 
 
 # --- what a rotation needs from the running cluster -----------------------------------------
@@ -58,7 +59,7 @@ class Cluster(Protocol):
     def served_serials(self, broker: Node) -> dict[str, int | None]:
         """Listener name -> serial of the certificate it presents (real handshakes)."""
 
-    def roll_order(self, zookeepers: Sequence[Node]) -> list[Node]:
+    def roll_order(self, quorum: Sequence[Node]) -> list[Node]:
         """ZooKeeper nodes in restart order: the leader last."""
 
     def restart(self, node: Node) -> None:
@@ -301,8 +302,14 @@ class Rotation:
             self.progress(f"{broker.name}: reloading listener keystores and truststores")
             self.cluster.reload(broker)
             expected = self._leaf(broker.name, phase.target.leaf, "broker").cert.serial_number
-            served = self.cluster.served_serials(broker)
-            wrong = {name: serial for name, serial in served.items() if serial != expected}
+            # A KRaft broker applies the change once the controllers committed it: a moment later.
+            deadline = time.monotonic() + RELOAD_VISIBLE_S
+            while True:
+                served = self.cluster.served_serials(broker)
+                wrong = {name: serial for name, serial in served.items() if serial != expected}
+                if not wrong or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
             if wrong:
                 shown = ", ".join(f"{n} serial {format(s or 0, 'x')}" for n, s in wrong.items())
                 raise SecureKafkaError(
@@ -311,8 +318,9 @@ class Rotation:
                 )
 
     def _step_roll(self, state: State, phase: Phase) -> None:
-        zookeepers = [n for n in self.topology.zookeepers if n.name in state.running]
-        order = self.cluster.roll_order(zookeepers) + [n for n in self.topology.brokers if n.name in state.running]
+        # The metadata quorum first (ZooKeeper nodes or KRaft controllers), one at a time.
+        quorum = [n for n in self.topology.quorum if n.name in state.running]
+        order = self.cluster.roll_order(quorum) + [n for n in self.topology.brokers if n.name in state.running]
         for node in order:
             if state.running[node.name] == phase.target:
                 continue
