@@ -29,11 +29,10 @@ MIN_PORT, MAX_PORT = 1024, 65535
 _KEY_OF_FIELD = {field: key for key, (field, _) in KEYS.items()}
 
 # The metadata quorum of each mode, checked by the same rules (a majority must stay up); the
-# other mode's count is not read. mode -> (field, stack-file key, what, (min, max, odd) rules)
+# other mode's count is not read. mode -> (Settings field, what it counts, (min, max, odd) rules)
 QUORUM = {
-    ZOOKEEPER: ("zookeeper_nodes", "zookeeperNodes", "ZooKeeper nodes",
-                ("zookeeper-nodes-min", "zookeeper-nodes-max", "zookeeper-nodes-odd")),
-    KRAFT: ("controllers", "controllers", "KRaft controllers", ("controllers-min", "controllers-max", "controllers-odd")),
+    ZOOKEEPER: ("zookeeper_nodes", "ZooKeeper nodes", ("zookeeper-nodes-min", "zookeeper-nodes-max", "zookeeper-nodes-odd")),
+    KRAFT: ("controllers", "KRaft controllers", ("controllers-min", "controllers-max", "controllers-odd")),
 }
 
 
@@ -75,8 +74,8 @@ def check(settings: Settings) -> list[Violation]:
                                list(value) if isinstance(value, tuple) else value, rule, reason, f"{fix} in {stack}"))
 
     # --- shape ------------------------------------------------------------------------------
-    field, key, what, (rule_min, rule_max, rule_odd) = QUORUM[settings.metadata_mode]
-    quorum = getattr(settings, field)
+    field, what, (rule_min, rule_max, rule_odd) = QUORUM[settings.metadata_mode]
+    key, quorum = _KEY_OF_FIELD[field], getattr(settings, field)
     if quorum < p.min_zookeeper_nodes:
         violation(field, rule_min, f"profile {p.name} needs at least {p.min_zookeeper_nodes} {what}",
                   f"set {key} to {p.min_zookeeper_nodes}")

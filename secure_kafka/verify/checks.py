@@ -74,7 +74,7 @@ GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...
 
 
 # Where there is no ZooKeeper (KRaft mode) there is nothing for these to probe.
-ZOOKEEPER_PROBES = frozenset({*SLOW_PROBES, "zookeeper.four-letter-words"})
+ZOOKEEPER_PROBES = frozenset(p for p in PROBES if p.startswith("zookeeper."))
 
 
 def _run_group(group: Callable[[Target], list[ProbeResult]], ids: tuple[str, ...], target: Target) -> list[ProbeResult]:
