@@ -14,7 +14,7 @@ from typer import _click
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from . import acl, audit, certs, check, cluster, image, users, verify
+from . import acl, audit, certs, check, cluster, image, orphans, users, verify
 from .common import one_line
 
 
@@ -64,6 +64,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(acl.app, name="acl")
 app.add_typer(audit.app)
 app.add_typer(verify.app)
+app.add_typer(orphans.app)
 
 
 def main() -> None:
