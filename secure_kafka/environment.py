@@ -27,6 +27,7 @@ from .model import policy
 from .ops import acladmin, provision
 from .ops.context import EnvironmentContext
 from .pki.secretstore import scram_password_name
+from .storage.volumes import UNSERVED, fullness_warning
 
 __all__ = ["UpResult", "Environment"]
 
@@ -80,8 +81,9 @@ class Environment(EnvironmentContext):
             provisioned = provision.Provisioned(outputs["verification"]["scramUsersCreated"],
                                                 outputs["verification"]["roundTripS"])
         else:
-            self.open_volumes()
-            nodes = DockerEngine(connect(), self.project.root, self.progress).apply(plan)
+            opened = self.open_volumes()
+            remounted = frozenset(node for node, outcome in opened.items() if outcome == "remounted")
+            nodes = DockerEngine(connect(), self.project.root, self.progress).apply(plan, restart=remounted)
             provisioned = provision.provision(self)
         verification = self.verify_after_up()
         return UpResult(self.env, nodes, provisioned.scram_users_created, provisioned.round_trip_s,
@@ -101,10 +103,10 @@ class Environment(EnvironmentContext):
                                    f"`secure-kafka verify {self.env}` shows the scorecard")
         return card.to_json()
 
-    def open_volumes(self) -> None:
-        """Unlocks (on first use: creates) the nodes' encrypted volumes, before any container starts."""
-        if self.settings.encrypted_volumes:
-            self.volumes.open()
+    def open_volumes(self) -> dict[str, str]:
+        """Unlocks (on first use: creates) the nodes' encrypted volumes, before any container
+        starts; ``EncryptedVolumes.open``'s outcome per node (none with plain volumes)."""
+        return self.volumes.open() if self.settings.encrypted_volumes else {}
 
     def pulumi_passphrase(self) -> str:
         """Pulumi's secrets passphrase: $PULUMI_CONFIG_PASSPHRASE, else the environment's own."""
@@ -151,18 +153,30 @@ class Environment(EnvironmentContext):
                     warnings.append(f"certificate {entry.name} expires in {entry.days_left} days: run `secure-kafka certs rotate {self.env}`")
         else:
             warnings.append(f"no PKI yet: run `secure-kafka certs init {self.env}` or `secure-kafka up {self.env}`")
+        volume_states = self.volumes.states()
+        unserved = [node for node, state in volume_states.items() if state == UNSERVED]
+        if self.settings.encrypted_volumes:
+            for node, (total, free) in self.volumes.fullness().items():
+                if warning := fullness_warning(node, total, free, self.env):
+                    warnings.append(warning)
+        warnings += [f"volume of {node}: mounted but unserved (its {self.volumes.backend_of(node).name} daemon is gone), "
+                     f"so {node} can neither read nor write its data: run `secure-kafka up {self.env}` to mount it "
+                     f"again and restart {node}" for node in unserved]
         return {
             "env": self.env,
             "profile": self.settings.profile.name,
             "metadata_mode": self.settings.metadata_mode,
             "kafka_version": self.settings.kafka_version,
-            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes),
+            # A node whose volume nobody serves still answers its healthcheck (a TCP connect),
+            # until it next touches its data.
+            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes) and not unserved,
             "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
                        "health": n.health, "healthy": n.healthy} for n in nodes],
             "bootstrap": self.bootstrap_servers,
-            # Per node: unlocked (mounted, key in the kernel), locked, or absent (not created yet).
+            # Per node: unlocked (mounted, key in the kernel), locked, unserved (mounted, its
+            # daemon gone), or absent (not created yet).
             "encrypted_volumes": {"enabled": self.settings.encrypted_volumes, "backend": self.volumes.backend.name,
-                                  "nodes": self.volumes.states()},
+                                  "nodes": volume_states},
             "warnings": warnings,
         }
 

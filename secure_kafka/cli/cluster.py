@@ -111,7 +111,7 @@ def down(
 @app.command()
 def status(
     env: EnvArg,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], bootstrap{sasl_ssl, ssl}, encrypted_volumes{enabled, backend, nodes{NODE: unlocked|locked|absent}}, warnings.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], bootstrap{sasl_ssl, ssl}, encrypted_volumes{enabled, backend, nodes{NODE: unlocked|locked|unserved|absent}}, warnings.")] = False,
 ) -> None:
     """Show nodes, health, bootstrap servers and certificate-expiry warnings. Exit 1 when unhealthy."""
     with reporting():

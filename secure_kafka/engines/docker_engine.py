@@ -67,8 +67,12 @@ class DockerEngine:
 
     # --- apply ---------------------------------------------------------------------------
 
-    def apply(self, plan: ClusterPlan, health_timeout_s: float = 180) -> dict[str, str]:
-        """Brings the environment to the plan; returns ``{node: "created"|"replaced"|"unchanged"}``."""
+    def apply(self, plan: ClusterPlan, health_timeout_s: float = 180, restart: frozenset[str] = frozenset()) -> dict[str, str]:
+        """Brings the environment to the plan; returns ``{node: "created"|"replaced"|"started"|"restarted"|"unchanged"}``.
+
+        ``restart``: nodes to restart even where their container matches the plan (their
+        volume was mounted again: a running container still holds the mount it started with).
+        """
         self._ensure_network(plan)
         for volume in plan.volumes:
             self._ensure_volume(volume, plan.labels)
@@ -77,7 +81,7 @@ class DockerEngine:
         for role in START_ORDER:
             specs = [s for s in plan.containers if s.role == role]
             for spec in specs:
-                outcome[spec.node] = self._apply_container(plan, spec)
+                outcome[spec.node] = self._apply_container(plan, spec, spec.node in restart)
             self.wait_healthy([s.name for s in specs], health_timeout_s)
         return outcome
 
@@ -93,11 +97,16 @@ class DockerEngine:
             self.progress(f"volume {name}: creating")
             self.api.create_volume(name, labels=labels)
 
-    def _apply_container(self, plan: ClusterPlan, spec: ContainerSpec) -> str:
+    def _apply_container(self, plan: ClusterPlan, spec: ContainerSpec, restart: bool = False) -> str:
         want = spec_hash(spec)
         existing = self._inspect(spec.name)
         if existing is not None:
             same = existing["Config"]["Labels"].get(LABEL_SPEC_HASH) == want
+            if same and existing["State"]["Running"] and restart:
+                self.progress(f"{spec.node}: restarting, to mount its volume again")
+                self.stop(spec.name)
+                self.api.start(spec.name)
+                return "restarted"
             if same and existing["State"]["Running"]:
                 self.progress(f"{spec.node}: unchanged")
                 return "unchanged"

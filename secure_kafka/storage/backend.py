@@ -16,6 +16,9 @@ from typing import Protocol
 from ..errors import SecureKafkaError
 
 UNLOCKED, LOCKED, ABSENT = "unlocked", "locked", "absent"
+# Mounted, but nothing serves the mount any more (a FUSE daemon that died): the node using it
+# can neither read nor write its data, and must mount it again once it is remounted.
+UNSERVED = "unserved"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class VolumeBackend(Protocol):
         """Locks and deletes the volume's storage. Irreversible."""
 
     def state(self, volume: Volume) -> str:
-        """``unlocked``, ``locked`` or ``absent`` (no storage yet)."""
+        """``unlocked``, ``locked``, ``unserved`` (mounted, its daemon gone) or ``absent`` (no storage yet)."""
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from .backend import (
     ABSENT,
     LOCKED,
     UNLOCKED,
+    UNSERVED,
     Volume,
     _make_mountpoint,
     _missing,
@@ -213,7 +214,9 @@ class GocryptfsBackend:
     def state(self, volume: Volume) -> str:
         if not volume.storage.exists():
             return ABSENT
-        return UNLOCKED if self._serving(volume) and os.path.isdir(volume.plaintext) else LOCKED
+        if self._serving(volume):
+            return UNLOCKED if os.path.isdir(volume.plaintext) else LOCKED
+        return UNSERVED if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE else LOCKED
 
     @staticmethod
     def _serving(volume: Volume) -> bool:

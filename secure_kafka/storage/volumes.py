@@ -45,7 +45,7 @@ from ..fsutil import write_atomic
 from ..model.settings import BACKENDS, DEFAULT_BACKEND
 from ..model.topology import CONTAINER_UID
 from ..proc import Progress, quiet
-from .backend import ABSENT, LOCKED, UNLOCKED, Volume, VolumeBackend, mounted_source
+from .backend import ABSENT, LOCKED, UNLOCKED, UNSERVED, Volume, VolumeBackend, mounted_source
 from .fscrypt import (
     FS_IOC_ADD_ENCRYPTION_KEY,
     FS_IOC_GET_ENCRYPTION_KEY_STATUS,
@@ -60,11 +60,11 @@ from .keys import MASTER_KEY_BYTES, unwrap_key, wrap_key
 
 __all__ = [
     # this module's
-    "RUN_ROOT", "STORAGE_DIR", "KEYS_DIR", "DEFAULT_SIZE_GIB",
-    "run_dir", "mountpoint", "plaintext_dir", "storage_path", "key_path",
+    "RUN_ROOT", "STORAGE_DIR", "KEYS_DIR", "DEFAULT_SIZE_GIB", "FULL_WARNING_PCT",
+    "run_dir", "mountpoint", "plaintext_dir", "storage_path", "key_path", "fullness_warning",
     "make_backend", "EncryptedVolumes",
     # re-exported from backend, gocryptfs, fscrypt, keys and the settings (patch them where they are defined)
-    "Volume", "VolumeBackend", "UNLOCKED", "LOCKED", "ABSENT",
+    "Volume", "VolumeBackend", "UNLOCKED", "LOCKED", "UNSERVED", "ABSENT",
     "GocryptfsBackend", "gocryptfs_processes", "gocryptfs_password",
     "FscryptLoopBackend", "fscrypt_policy_identifier", "FS_IOC_SET_ENCRYPTION_POLICY", "FS_IOC_GET_ENCRYPTION_POLICY_EX",
     "FS_IOC_ADD_ENCRYPTION_KEY", "FS_IOC_REMOVE_ENCRYPTION_KEY", "FS_IOC_GET_ENCRYPTION_KEY_STATUS",
@@ -76,6 +76,9 @@ RUN_ROOT = "/run/secure-kafka"  # tmpfs: mountpoints vanish at reboot, locked by
 STORAGE_DIR = ".volumes"  # under the project root, gitignored: ciphertext only
 KEYS_DIR = "volume-keys"  # under certs/<env>/
 DEFAULT_SIZE_GIB = 2
+# `status` warns from here on: Kafka takes a log directory offline when a write fails for want
+# of space, and a broker whose only log directory is offline stops.
+FULL_WARNING_PCT = 85
 
 # --- pure names (the planner uses them; no I/O) ----------------------------------------------
 
@@ -103,6 +106,21 @@ def storage_path(project_root: Path, env: str, node: str, suffix: str) -> Path:
 
 def key_path(certs_dir: Path, node: str) -> Path:
     return certs_dir / KEYS_DIR / f"{node}.json"
+
+
+def fullness_warning(node: str, total_bytes: int, free_bytes: int, env: str) -> str | None:
+    """What `status` says of a volume at or past ``FULL_WARNING_PCT`` (None below it)."""
+    if total_bytes <= 0:
+        return None
+    used_pct = 100 * (total_bytes - free_bytes) // total_bytes
+    if used_pct < FULL_WARNING_PCT:
+        return None
+    free_mib = free_bytes // 2**20
+    if free_mib < 1:
+        return (f"volume of {node} is full: {node} cannot write, and Kafka takes a full log directory offline: "
+                f"free space (lower retention, delete topics) and restart {node} with `secure-kafka up {env}`")
+    return (f"volume of {node} is {used_pct}% full ({free_mib} MiB free): lower retention or delete topics before "
+            f"it fills (a full volume stops {node})")
 
 
 # --- backends ----------------------------------------------------------------------------------
@@ -175,10 +193,12 @@ class EncryptedVolumes:
         return [*self.nodes, *sorted(found - set(self.nodes))]
 
     def open(self) -> dict[str, str]:
-        """Unlocks every node's volume, creating it on first use; ``{node: created|unlocked}``.
+        """Unlocks every node's volume, creating it on first use; ``{node: created|unlocked|remounted}``.
 
         Every key is read (or made) before anything is mounted: a wrong passphrase or a
-        missing key mounts nothing.
+        missing key mounts nothing. ``remounted``: the volume was mounted but unserved (its
+        daemon died), and is served again; a container started before still holds the dead
+        mount, and must be restarted to use the new one.
         """
         for node in self.nodes:
             if (made_by := self.backend_of(node)) is not self.backend:
@@ -216,10 +236,13 @@ class EncryptedVolumes:
             if node in new:
                 self.progress(f"volume {node}: creating encrypted volume {volume.storage} ({self.backend.name})")
                 self.backend.create(volume, key)
-            if self.backend.state(volume) != UNLOCKED:
+            state = self.backend.state(volume)
+            if state == UNSERVED:
+                self.progress(f"volume {node}: mounted but unserved (its daemon is gone): mounting it again")
+            elif state != UNLOCKED:
                 self.progress(f"volume {node}: unlocking at {volume.mountpoint}")
             self.backend.unlock(volume, key)
-            outcome[node] = "created" if node in new else "unlocked"
+            outcome[node] = "created" if node in new else "remounted" if state == UNSERVED else "unlocked"
         return outcome
 
     def close(self) -> None:
@@ -245,6 +268,16 @@ class EncryptedVolumes:
         for directory in (self.root / STORAGE_DIR / self.env, self.certs_dir / KEYS_DIR):
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()
+
+    def fullness(self) -> dict[str, tuple[int, int]]:
+        """{node: (total bytes, free bytes)} of every unlocked volume, as its filesystem counts
+        them (a gocryptfs volume: the host filesystem's; an fscrypt one: its image's)."""
+        found = {}
+        for node, state in self.states().items():
+            if state == UNLOCKED:
+                stats = os.statvfs(self.volume(node).plaintext)
+                found[node] = (stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize)
+        return found
 
     def states(self) -> dict[str, str]:
         return {node: (b := self.backend_of(node)).state(self.volume(node, b)) for node in self._known()}

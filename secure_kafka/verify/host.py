@@ -88,8 +88,11 @@ def probe_volumes(t: Target) -> list[ProbeResult]:
     else:
         states = env.volumes.states()
         for node in t.topology.nodes:
-            if states.get(node.name) != volumes.UNLOCKED:
-                encrypted.append(f"{node.name} {states.get(node.name)}")
+            state = states.get(node.name)
+            if state == volumes.UNSERVED:
+                encrypted.append(f"{node.name} unserved, its daemon gone (`secure-kafka up {env.env}` mounts it again)")
+            elif state != volumes.UNLOCKED:
+                encrypted.append(f"{node.name} {state}")
             info = t.inspected.get(node.name) or {}
             sources = {m.get("Source") for m in info.get("Mounts", [])}
             if volumes.plaintext_dir(env.volumes.run_dir, node.name) not in sources:

@@ -1,4 +1,5 @@
-"""Stopping a container: a broker that had to be killed waits out its ZooKeeper session."""
+"""The Docker engine's container steps: a broker that had to be killed waits out its ZooKeeper
+session; a container that matches the plan is restarted only when its volume was mounted again."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from secure_kafka.build.plan import LABEL_ROLE
+from secure_kafka.build.plan import LABEL_ROLE, LABEL_SPEC_HASH, ContainerSpec, spec_hash
 from secure_kafka.engines import docker_engine
 
 
@@ -39,3 +40,33 @@ def test_stop_waits_for_the_session_of_a_killed_broker_only(monkeypatch, role, e
     engine.stop("sk-dev-kafka-0")
     assert api.stopped == [("sk-dev-kafka-0", docker_engine.STOP_TIMEOUT_S)]
     assert slept == ([docker_engine.ZOOKEEPER_SESSION_EXPIRY_S] if waits else [])
+
+
+class ApplyApi:
+    """A container that matches the plan and runs: what `up` finds after a volume was remounted."""
+
+    def __init__(self, spec_hash: str):
+        self.info = {"State": {"Running": True, "ExitCode": 0},
+                     "Config": {"Labels": {LABEL_ROLE: "broker", LABEL_SPEC_HASH: spec_hash}}}
+        self.calls: list[str] = []
+
+    def inspect_container(self, name):
+        return self.info
+
+    def stop(self, name, timeout):
+        self.calls.append(f"stop {name}")
+
+    def start(self, name):
+        self.calls.append(f"start {name}")
+
+
+@pytest.mark.parametrize(("restart", "outcome", "calls"), [
+    (False, "unchanged", []),
+    (True, "restarted", ["stop sk-dev-kafka-0", "start sk-dev-kafka-0"]),  # it must mount its volume again
+])
+def test_a_matching_running_container_is_restarted_only_when_asked(restart, outcome, calls):
+    spec = ContainerSpec(name="sk-dev-kafka-0", node="kafka-0", role="broker", image="img", command=("x",), hostname="kafka-0")
+    api = ApplyApi(spec_hash(spec))
+    engine = docker_engine.DockerEngine(SimpleNamespace(api=api), project_root=None)
+    assert engine._apply_container(None, spec, restart=restart) == outcome
+    assert api.calls == calls

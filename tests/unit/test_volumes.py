@@ -379,3 +379,52 @@ def test_a_directory_without_fscrypt_has_no_policy(monkeypatch, error, expected)
 
 def test_a_real_directory_without_fscrypt_has_no_policy(tmp_path):
     assert fscrypt.fscrypt_policy_identifier(str(tmp_path)) is None
+
+
+def test_open_reports_a_volume_whose_daemon_died_as_remounted(tmp_path):
+    vols, backend = env_volumes(tmp_path)
+    vols.open()
+    backend.state = lambda volume: volumes.UNSERVED if volume.node == "kafka-0" else volumes.UNLOCKED
+    assert vols.open() == {"zk-0": "unlocked", "kafka-0": "remounted"}
+    assert backend.calls[-2:] == [("unlock", "zk-0"), ("unlock", "kafka-0")]
+
+
+@pytest.mark.parametrize("fstype, serving, plaintext, state", [
+    ("fuse.gocryptfs", True, True, volumes.UNLOCKED),
+    ("fuse.gocryptfs", True, False, volumes.LOCKED),
+    ("fuse.gocryptfs", False, True, volumes.UNSERVED),   # its daemon died: the mount stays behind
+    (None, False, False, volumes.LOCKED),
+    ("ext4", False, False, volumes.LOCKED),              # another backend's mount is not ours to call unserved
+])
+def test_gocryptfs_state(tmp_path, monkeypatch, fstype, serving, plaintext, state):
+    volume = volumes.Volume("dev", "kafka-0", tmp_path / "kafka-0.gocryptfs", tmp_path / "mnt", tmp_path / "mnt" / "data", 0)
+    volume.storage.mkdir()
+    if plaintext:
+        volume.plaintext.mkdir(parents=True)
+    monkeypatch.setattr(gocryptfs, "mount_entry", lambda target: ("/proc/self/fd/3", fstype) if fstype else None)
+    monkeypatch.setattr(volumes.GocryptfsBackend, "_serving", staticmethod(lambda volume: serving))
+    assert volumes.GocryptfsBackend().state(volume) == state
+
+
+@pytest.mark.parametrize("total, free, warning", [
+    (100 * 2**20, 20 * 2**20, None),                                       # 80 % used: quiet
+    (100 * 2**20, 15 * 2**20, "volume of kafka-0 is 85% full (15 MiB free)"),
+    (100 * 2**20, 2**19, "volume of kafka-0 is full: kafka-0 cannot write"),
+    (0, 0, None),                                                          # nothing to measure
+])
+def test_fullness_warning(total, free, warning):
+    said = volumes.fullness_warning("kafka-0", total, free, "dev")
+    assert (said is None) if warning is None else said.startswith(warning), said
+    if said:
+        assert "secure-kafka up dev" in said or "before it fills" in said
+
+
+def test_fullness_is_measured_on_unlocked_volumes_only(tmp_path):
+    vols, backend = env_volumes(tmp_path)
+    vols.open()
+    vols.volume("kafka-0").plaintext.mkdir(parents=True)
+    backend.state = lambda volume: volumes.UNLOCKED if volume.node == "kafka-0" else volumes.LOCKED
+    measured = vols.fullness()
+    assert list(measured) == ["kafka-0"]
+    stats = os.statvfs(tmp_path)
+    assert measured["kafka-0"][0] == stats.f_blocks * stats.f_frsize
