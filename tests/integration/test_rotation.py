@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from interruption import Killed, kill_at
+from tls_endpoints import tls_endpoints
 
-from secure_kafka.build import render
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.model.topology import ADMIN, CONTROLLER_PORT, ZK_SECURE_CLIENT_PORT
+from secure_kafka.model.topology import ADMIN
 from secure_kafka.ops import kafka_admin, rotation
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
@@ -109,29 +109,12 @@ def assert_every_record_once(env, topic: str, run: SequencedProducer) -> None:
     assert not lost and not duplicated, f"lost {len(lost)} (e.g. {lost[:5]}), duplicated {len(duplicated)}"
 
 
-def container_ip(docker_client, env, node) -> str:
-    return docker_client.api.inspect_container(node.container)["NetworkSettings"]["Networks"][env.settings.topology.network]["IPAddress"]
-
-
 def presented(env, docker_client, ca_file: Path) -> dict[str, probes.HandshakeResult]:
-    """A verified TLS handshake with every TLS listener of every node: brokers' published
-    SASL_SSL/SSL ports on 127.0.0.1, their INTERNAL listener and ZooKeeper's TLS client port
-    at the container's address on the environment network."""
+    """A verified TLS handshake, with the admin's certificate, with every TLS listener of every node."""
     admin_dir = env.certs.client_dir(ADMIN)
     client_cert = (admin_dir / "client.crt", admin_dir / "client.key")
-    topology = env.settings.topology
-    results = {}
-    for broker in topology.brokers:
-        for listener in render.broker_listeners(env.settings, broker):
-            internal = listener.advertised_host == broker.name
-            host = container_ip(docker_client, env, broker) if internal else "127.0.0.1"
-            results[f"{broker.name}/{listener.name}"] = probes.tls_handshake(
-                host, listener.port, ca_file, listener.advertised_host, client_cert=client_cert)
-    for node in topology.quorum:  # ZooKeeper's client port, or the controllers' listener
-        port = ZK_SECURE_CLIENT_PORT if node.role == "zookeeper" else CONTROLLER_PORT
-        results[f"{node.name}/{port}"] = probes.tls_handshake(
-            container_ip(docker_client, env, node), port, ca_file, node.name, client_cert=client_cert)
-    return results
+    return {e.name: probes.tls_handshake(e.ip, e.port, ca_file, e.server_name, client_cert=client_cert)
+            for e in tls_endpoints(env, docker_client)}
 
 
 def active_serials(env) -> dict[str, int]:

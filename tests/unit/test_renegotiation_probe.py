@@ -3,55 +3,10 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import time
 
-import pytest
-
-from secure_kafka.pki import CA
 from secure_kafka.verify import probes
 
 LOCAL = "127.0.0.1"
-
-
-@pytest.fixture
-def tls_files(tmp_path):
-    ca = CA.create("reneg-ca", "ec-p256", 30, env="reneg")
-    server = ca.issue_cert("localhost", kind="broker", sans=["localhost"], validity_days=7,
-                           key_algorithm="ec-p256", server=True, client=False)
-    client = ca.issue_cert("admin", kind="client", sans=[], validity_days=7, key_algorithm="ec-p256",
-                           server=False, client=True)
-    (tmp_path / "ca.crt").write_bytes(ca.cert_pem())
-    return ca, server.write_pem(tmp_path / "server", "server"), client.write_pem(tmp_path / "client", "client"), tmp_path / "ca.crt"
-
-
-@pytest.fixture
-def openssl_server(tls_files):
-    """``start(*flags) -> port``: ``openssl s_server`` with TLS 1.2 and a client certificate required."""
-    _, server, _, ca_file = tls_files
-    started: list[subprocess.Popen] = []
-
-    def start(*flags: str) -> int:
-        with socket.socket() as probe:
-            probe.bind((LOCAL, 0))
-            port = probe.getsockname()[1]
-        proc = subprocess.Popen(["openssl", "s_server", "-accept", f"{LOCAL}:{port}", "-cert", str(server.cert),
-                                 "-key", str(server.key), "-CAfile", str(ca_file), "-Verify", "1", *flags],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        started.append(proc)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((LOCAL, port), timeout=1).close()
-                return port
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("openssl s_server did not start")
-
-    yield start
-    for proc in started:
-        proc.kill()
-        proc.wait()
 
 
 def renegotiate(port: int, tls_files) -> probes.RenegotiationResult:
