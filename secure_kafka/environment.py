@@ -156,7 +156,7 @@ class Environment(EnvironmentContext):
         volume_states = self.volumes.states()
         unserved = [node for node, state in volume_states.items() if state == UNSERVED]
         if self.settings.encrypted_volumes:
-            for node, (total, free) in self.volumes.fullness().items():
+            for node, (total, free) in self.volumes.fullness(volume_states).items():
                 if warning := fullness_warning(node, total, free, self.env):
                     warnings.append(warning)
         warnings += [f"volume of {node}: mounted but unserved (its {self.volumes.backend_of(node).name} daemon is gone), "

@@ -32,7 +32,7 @@ from ..engines.docker_engine import DockerEngine
 from ..errors import SecureKafkaError
 from ..model.settings import ENV_NAME, Project
 from ..proc import Progress, quiet
-from ..storage.backend import Volume
+from ..storage.backend import Volume, mount_entry
 from ..storage.fscrypt import FscryptLoopBackend
 from ..storage.gocryptfs import GOCRYPTFS_FSTYPE, GocryptfsBackend, gocryptfs_processes
 from ..storage.volumes import RUN_ROOT, STORAGE_DIR, mountpoint, plaintext_dir, run_dir
@@ -214,7 +214,7 @@ def _lock(target: Path, found: HostEnvironment) -> None:
     keys go away), on the volume as the backend names it."""
     node = target.name
     env_run_dir = run_dir(found.project_id, found.env)
-    entry = next(((s, t) for tgt, s, t in _mounts() if tgt == str(target)), None)
+    entry = mount_entry(target)
     if entry is None:
         return  # gone meanwhile
     backend = GocryptfsBackend() if entry[1] == GOCRYPTFS_FSTYPE else FscryptLoopBackend()

@@ -118,6 +118,11 @@ def gocryptfs_processes(mountpoint: Path) -> list[int]:
     return found
 
 
+def _gocryptfs_mounted(volume: Volume) -> bool:
+    """A gocryptfs mount (served or not) is at the volume's mountpoint: never another backend's."""
+    return (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE
+
+
 def _own_tree(storage: Path) -> None:
     """Gives a ciphertext directory to the container user, whose gocryptfs serves it. Volumes
     made by earlier versions (gocryptfs as root) hold root's files; this runs once for them."""
@@ -155,7 +160,7 @@ class GocryptfsBackend:
 
     def unlock(self, volume: Volume, key: bytes) -> None:
         if not self._serving(volume):
-            if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE:  # its daemon died
+            if _gocryptfs_mounted(volume):  # its daemon died
                 _run("fusermount3", "-u", "-z", str(volume.mountpoint))
             _own_tree(volume.storage)
             _make_mountpoint(volume.mountpoint, owner=CONTAINER_UID)
@@ -191,7 +196,7 @@ class GocryptfsBackend:
         data.chmod(0o700)
 
     def lock(self, volume: Volume) -> None:
-        if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE:  # never another backend's mount
+        if _gocryptfs_mounted(volume):  # never another backend's mount
             daemons = gocryptfs_processes(volume.mountpoint)
             try:
                 _run("fusermount3", "-u", *([] if daemons else ["-z"]), str(volume.mountpoint))
@@ -216,12 +221,12 @@ class GocryptfsBackend:
             return ABSENT
         if self._serving(volume):
             return UNLOCKED if os.path.isdir(volume.plaintext) else LOCKED
-        return UNSERVED if (mount_entry(volume.mountpoint) or ("", ""))[1] == GOCRYPTFS_FSTYPE else LOCKED
+        return UNSERVED if _gocryptfs_mounted(volume) else LOCKED
 
     @staticmethod
     def _serving(volume: Volume) -> bool:
         """Mounted with a live daemon (a dead one leaves a mount whose stat fails: ENOTCONN)."""
-        if (mount_entry(volume.mountpoint) or ("", ""))[1] != GOCRYPTFS_FSTYPE:
+        if not _gocryptfs_mounted(volume):
             return False
         try:
             os.stat(volume.mountpoint)

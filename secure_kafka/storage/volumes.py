@@ -269,11 +269,12 @@ class EncryptedVolumes:
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()
 
-    def fullness(self) -> dict[str, tuple[int, int]]:
+    def fullness(self, states: dict[str, str] | None = None) -> dict[str, tuple[int, int]]:
         """{node: (total bytes, free bytes)} of every unlocked volume, as its filesystem counts
-        them (a gocryptfs volume: the host filesystem's; an fscrypt one: its image's)."""
+        them (a gocryptfs volume: the host filesystem's; an fscrypt one: its image's).
+        ``states``: ``states()`` where the caller has it already."""
         found = {}
-        for node, state in self.states().items():
+        for node, state in (states if states is not None else self.states()).items():
             if state == UNLOCKED:
                 stats = os.statvfs(self.volume(node).plaintext)
                 found[node] = (stats.f_blocks * stats.f_frsize, stats.f_bavail * stats.f_frsize)
