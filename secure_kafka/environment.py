@@ -62,7 +62,7 @@ class Environment(EnvironmentContext):
         tag = image.ensure_image(connect(), self.progress, mode=mode) if build_image else image.image_tag(mode)
         acladmin.load_desired(self)  # a bad ACL file fails before anything is applied
         self.ensure_pki()
-        return build_plan(self.project.root, self.settings, self.secrets, tag)
+        return build_plan(self.project.root, self.settings, self.secrets, tag, revocation=self.certs.revocation_enabled())
 
     def up(self, engine: str = "docker") -> UpResult:
         started = time.monotonic()

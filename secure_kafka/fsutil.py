@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 
 from .errors import SecureKafkaError
 
-__all__ = ["write_atomic", "read_json"]
+__all__ = ["write_atomic", "read_json", "archive_dir"]
 
 T = TypeVar("T")
 
@@ -38,6 +39,14 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o600, uid: int | No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def archive_dir(source: Path, target: Path) -> None:
+    """Moves the directory ``source`` to ``target`` (replacing an older one there), keeping it as history."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
 
 
 def read_json(path: Path, parse: Callable[[Any], T], missing: str, unreadable: str) -> T:

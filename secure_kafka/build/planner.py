@@ -19,6 +19,7 @@ from ..model.topology import (
     ZK_SECURE_CLIENT_PORT,
     Node,
 )
+from ..pki import revocation as revocation_checks
 from ..pki.secretstore import SecretStore
 from ..storage import volumes
 from . import kraft, plan, render
@@ -49,13 +50,16 @@ def environment_labels(settings: Settings) -> dict[str, str]:
 
 
 def build_plan(
-    project_root: Path, settings: Settings, secrets: SecretStore, image: str, renderer: Renderer | None = None
+    project_root: Path, settings: Settings, secrets: SecretStore, image: str, renderer: Renderer | None = None,
+    revocation: bool = True,
 ) -> plan.ClusterPlan:
+    """``revocation``: whether the nodes check certificates against their CA's CRL; off only
+    for a PKI that predates CRLs (``CertStore.revocation_enabled``)."""
     topology = settings.topology
     # Bind mounts need absolute host paths; absolute() only prefixes the working directory.
     root = project_root.absolute()
     containers = tuple(
-        _container(root, settings, secrets, image, node, renderer) for node in topology.nodes
+        _container(root, settings, secrets, image, node, renderer, revocation) for node in topology.nodes
     )  # topology.nodes is in start order: the metadata quorum first, then brokers
     return plan.ClusterPlan(
         env=settings.env,
@@ -68,7 +72,8 @@ def build_plan(
 
 
 def _container(
-    root: Path, settings: Settings, secrets: SecretStore, image: str, node: Node, renderer: Renderer | None
+    root: Path, settings: Settings, secrets: SecretStore, image: str, node: Node, renderer: Renderer | None,
+    revocation: bool,
 ) -> plan.ContainerSpec:
     ports: tuple[plan.PortBinding, ...] = ()  # only brokers are reached from the host
     if node.role == "zookeeper":
@@ -99,7 +104,8 @@ def _container(
         image=image,
         command=command,
         hostname=node.name,
-        env={"JVM_OPTS": f"-Xms{heap_mb}m -Xmx{heap_mb}m"},
+        # JVM_OPTS reaches the node's JVM and, through `docker exec`, Kafka's tools beside it.
+        env={"JVM_OPTS": " ".join((f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *(revocation_checks.JVM_OPTIONS if revocation else ())))},
         mounts=(
             # Directories, never single files: a file replaced by rename (rotation) would not
             # reach the container through a single-file bind mount.

@@ -38,18 +38,59 @@ def init(env: EnvArgument) -> None:
 
 @app.command("list")
 def list_(env: EnvArgument, json: JsonOption = False) -> None:
-    """Show every active certificate: subject, SANs, serial, not-after and days left."""
+    """Show every active certificate (subject, SANs, serial, not-after, days left), then the revoked ones.
+
+    A revoked certificate belongs to a removed user or a replaced leaked key: brokers and
+    ZooKeeper refuse it until it expires.
+    """
     with common.reporting():
-        records = _store(env).list()
+        store = _store(env)
+        records = store.list()
+        revoked = store.revoked()
     if json:
-        common.echo_json(
-            {"env": env, "certificates": [{**r.to_json(), "days_left": r.days_left} for r in records]}
-        )
+        common.echo_json({
+            "env": env,
+            "revocation_checked": store.revocation_enabled(),
+            "certificates": [{**r.to_json(), "days_left": r.days_left} for r in records],
+            "revoked": [r.to_json() for r in revoked],
+        })
         return
     for record in records:
         sans = ", ".join(record.sans) or "-"
         typer.echo(f"{record.subject}\n  SANs: {sans}\n  serial: {record.serial}")
         typer.echo(f"  not after: {record.not_after}  ({record.days_left} days left)")
+    for record in revoked:
+        typer.echo(f"REVOKED {record.subject} (generation {record.generation})\n  serial: {record.serial}")
+        typer.echo(f"  revoked: {record.revoked}  not after: {record.not_after}")
+    if not store.revocation_enabled():
+        typer.echo(f"note: the PKI of {env!r} predates revocation: `secure-kafka certs rotate {env}` enables it")
+
+
+@app.command("revoke")
+def revoke(
+    env: EnvArgument,
+    client: Annotated[str, typer.Option("--client", help="The client principal whose key leaked (admin included).")],
+    json: JsonOption = False,
+) -> None:
+    """Revoke a client's certificate and issue it a new one beside it (same principal, same ACLs).
+
+    For a leaked key: the user keeps its SCRAM password and its grants; only the old certificate
+    is refused, by every broker and ZooKeeper node, once they re-read the CRL (within about
+    30 s; the command waits and checks). Copies made with `secure-kafka client-config --out`
+    still hold the old certificate: run it again.
+    """
+    from ..ops import revocation
+    from .cluster import open_env
+
+    with common.reporting():
+        result = revocation.revoke_client(open_env(env), client)
+    if json:
+        common.echo_json({"env": env, **result.to_json()})
+        return
+    if result.revoked:
+        typer.echo(f"revoked {client}'s certificate (serial {result.revoked.serial}): every broker refuses it")
+    typer.echo(f"issued {client} a new certificate (serial {result.issued.serial if result.issued else '-'}) in "
+               f"certs/{env}/clients/{client}/: run `secure-kafka client-config {env} {client} --out DIR` again")
 
 
 @app.command("verify")

@@ -33,15 +33,22 @@ def add(env: EnvArg, name: NameArg) -> None:
 
 
 @app.command()
-def remove(env: EnvArg, name: NameArg) -> None:
-    """Delete a user's SCRAM credential on the cluster (new logins fail at once) and its password.
+def remove(
+    env: EnvArg,
+    name: NameArg,
+    delete_files: Annotated[bool, typer.Option("--delete-files", help="Delete the revoked certificate's files instead of keeping them in certs/ENV/archive/.")] = False,
+) -> None:
+    """Delete a user's SCRAM credential and revoke its client certificate; new logins of either kind fail.
 
-    Refused while acls/<ENV>.yaml still grants the user anything. Its client certificate stays
-    valid until it expires (no CRL); with its ACLs gone it may do nothing.
+    Returns once every broker refuses both (a revocation reaches a broker within about 30 s).
+    Refused while acls/<ENV>.yaml still grants the user anything. A later `users add` of the
+    same name issues a new certificate; the old one stays refused.
     """
     with reporting():
-        users_mod.remove(open_env(env), name)
-    typer.echo(f"user {name} removed from {env}")
+        result = users_mod.remove(open_env(env), name, delete_files=delete_files)
+    typer.echo(f"user {name} removed from {env}: SCRAM credential deleted, client certificate {result.certificate}")
+    if result.files:
+        typer.echo(f"its files are kept in {result.files} (delete them with --delete-files next time, or by hand)")
 
 
 @app.command("list")

@@ -7,19 +7,19 @@ user may do nothing until the ACL file grants it something (deny by default).
 
 ``remove`` deletes the SCRAM credential on the cluster, so no new SASL connection of the
 user authenticates any more, and brokers close its open ones at their next
-re-authentication (``connections.max.reauth.ms``). Its client certificate stays valid until
-it expires (there is no CRL), which is why a user named in the ACL file cannot be removed:
-remove its rules and `acl apply --prune` first.
+re-authentication (``connections.max.reauth.ms``). It revokes the client certificate too
+(the CRL, ``ops/revocation.py``): a later ``add`` of the same name issues a new certificate,
+and whoever kept the old key gets nothing the new user is granted. A user named in the ACL
+file cannot be removed: remove its rules and `acl apply --prune` first.
 """
 
 from __future__ import annotations
 
-import time
+import shutil
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
-    AdminClient,
     ScramMechanism,
     UserScramCredentialDeletion,
 )
@@ -29,13 +29,12 @@ from ..errors import SecureKafkaError
 from ..model import acl
 from ..model.topology import ADMIN, is_anonymous_name, is_super_user_name
 from ..pki.secretstore import scram_password_name
-from . import clients, kafka_admin
+from . import clients, kafka_admin, revocation
 from .context import EnvironmentContext
 
-__all__ = ["AddResult", "scram_users", "known_users", "check_user_name", "add", "remove"]
+__all__ = ["AddResult", "RemoveResult", "scram_users", "known_users", "check_user_name", "add", "remove"]
 
 SCRAM_PREFIX = scram_password_name("")
-REVOKE_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,13 @@ class AddResult:
     @property
     def changed(self) -> bool:
         return self.certificate_issued or self.credential_created
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    name: str
+    certificate: str  # revoked, kept (a PKI that predates revocation) or none
+    files: str | None  # where the client's files are kept (None: deleted, or there were none)
 
 
 def scram_users(env: EnvironmentContext) -> list[str]:
@@ -85,8 +91,14 @@ def add(env: EnvironmentContext, name: str) -> AddResult:
     return AddResult(name, issued, bool(created))
 
 
-def remove(env: EnvironmentContext, name: str) -> None:
-    """Deletes the SCRAM credential on the cluster, then the stored password."""
+def remove(env: EnvironmentContext, name: str, delete_files: bool = False, prove_revoked: bool = True) -> RemoveResult:
+    """Deletes the SCRAM credential on the cluster and revokes the client certificate.
+
+    Each is proven by a refused login on every broker before the stored password goes, so a
+    re-run after a failure does what is left; ``prove_revoked=False`` skips the certificate's
+    proof (up to 30 s: a broker re-reads the CRL at that pace) for callers that test other things.
+    The client's files move to ``archive/`` or, with ``delete_files``, are deleted.
+    """
     check_user_name(name)
     if not env.secrets.has(scram_password_name(name)):
         raise SecureKafkaError(f"{env.env} has no SCRAM user {name!r}: `secure-kafka users list {env.env}` shows them")
@@ -106,31 +118,34 @@ def remove(env: EnvironmentContext, name: str) -> None:
             except KafkaException as exc:
                 if exc.args[0].name() != "RESOURCE_NOT_FOUND":  # already gone: finish the local part
                     raise SecureKafkaError(f"deleting SCRAM user {name} failed: {exc.args[0].str()}") from None
-        _wait_refused(env, name, password)
+        ca = env.certs.client_dir(ADMIN) / "ca.crt"
+        revocation.wait_refused(env, f"SCRAM user {name}", {
+            address: {**clients.scram_config(env.settings, ca, name, password), "bootstrap.servers": address}
+            for address in env.settings.topology.bootstrap("sasl_ssl")})
+        certificate, files = _revoke_certificate(env, name, delete_files, prove_revoked)
         env.secrets.remove(scram_password_name(name))
-        changes.update(scram_credential_deleted=True, client_certificate="kept until it expires (no revocation yet)")
+        changes.update(scram_credential_deleted=True, client_certificate=certificate, client_files=files or "deleted")
+    return RemoveResult(name, certificate, files)
 
 
-def _wait_refused(env: EnvironmentContext, name: str, password: str) -> None:
-    """Returns once every broker refuses the deleted credential.
-
-    Brokers learn of the deletion through a ZooKeeper notification, a moment after the Admin
-    API answers: "revoked" is proven by a refused login on each broker, not assumed.
-    """
-    ca = env.certs.client_dir(ADMIN) / "ca.crt"
-    for address in env.settings.topology.bootstrap("sasl_ssl"):
-        conf = {**clients.scram_config(env.settings, ca, name, password), "bootstrap.servers": address,
-                "log_level": 0}  # the refusal is expected: keep librdkafka from logging it
-        deadline = time.monotonic() + REVOKE_TIMEOUT_S
-        while True:
-            try:
-                AdminClient(conf).list_topics(timeout=5)
-            except KafkaException:
-                break  # refused (or unreachable, which refuses as well)
-            if time.monotonic() > deadline:
-                raise SecureKafkaError(f"{address} still accepts SCRAM user {name} {REVOKE_TIMEOUT_S} s after its "
-                                       f"deletion: re-run `secure-kafka users remove {env.env} {name}`")
-            time.sleep(0.5)
+def _revoke_certificate(env: EnvironmentContext, name: str, delete_files: bool, prove: bool) -> tuple[str, str | None]:
+    if not env.certs.revocation_enabled():
+        kept = env.certs.client_dir(name)
+        return "kept until it expires (this PKI predates revocation: `secure-kafka certs rotate` enables it)", (
+            _relative(env, kept) if kept.exists() else None)
+    revoked, _ = env.certs.revoke_client(name, reissue=False)
+    # None: revoked by an earlier run that was cut off afterwards (or a user without a certificate).
+    record = revoked or env.certs.latest_revoked(name)
+    archived = env.certs.archived_client_dir(record) if record else None
+    if revoked is not None and prove:
+        env.progress(f"waiting until every broker refuses {name}'s revoked certificate (up to {revocation.REFUSED_TIMEOUT_S} s)")
+        revocation.wait_certificate_refused(env, name, archived)
+    if archived is None or not archived.exists():
+        return "revoked", None
+    if delete_files:
+        shutil.rmtree(archived)
+        return "revoked", None
+    return "revoked", _relative(env, archived)
 
 
 def _relative(env: EnvironmentContext, path) -> str:

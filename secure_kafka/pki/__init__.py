@@ -356,12 +356,15 @@ class CA:
         server: bool = False,
         client: bool = True,
         not_before: dt.datetime | None = None,
+        crl_uri: str | None = None,
     ) -> IssuedCert:
         """A leaf certificate for ``name``, valid ``validity_days`` or until the CA expires.
 
         ``server``/``client`` choose the extended key usages (serverAuth/clientAuth).
         ``not_before`` (default: now, less the clock skew) lets ``verify`` issue expired and
         not-yet-valid certificates that only the peer's validity check can refuse.
+        ``crl_uri`` becomes the certificate's CRL distribution point: where a peer that checks
+        revocation reads this CA's CRL.
         """
         check_name("certificate name", name)
         if kind not in KINDS or kind == "ca":
@@ -401,8 +404,45 @@ class CA:
         san_list = list(dict.fromkeys(sans))  # de-duplicated, order kept
         if san_list:
             builder = builder.add_extension(x509.SubjectAlternativeName(_general_names(san_list)), critical=False)
+        if crl_uri:
+            point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
+            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
         cert = builder.sign(self.key, _signature_hash(self.key))
         return IssuedCert(name=name, kind=kind, cert=cert, key=key, chain=(self.cert,))
+
+    def crl(self, revoked: Iterable[tuple[int, dt.datetime]]) -> x509.CertificateRevocationList:
+        """A CRL of this CA listing ``(serial, revoked at)`` pairs.
+
+        Its next update is the CA's own expiry: Java refuses every certificate whose CRL is past
+        its next update, and the CRL here is re-signed on each change rather than on a schedule.
+        """
+        this_update = now() - CLOCK_SKEW
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(this_update)
+            .next_update(max(self.not_after, this_update + dt.timedelta(minutes=1)))
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+                ),
+                critical=False,
+            )
+        )
+        for serial, revoked_at in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(revoked_at).build()
+            )
+        return builder.sign(self.key, _signature_hash(self.key))
+
+
+def crl_distribution_points(cert: x509.Certificate) -> list[str]:
+    """The URIs of a certificate's CRL distribution points (none: it cannot be checked)."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return []
+    return [name.value for point in points for name in point.full_name or () if isinstance(name, x509.UniformResourceIdentifier)]
 
 
 def _read(path: Path, what: str) -> bytes:

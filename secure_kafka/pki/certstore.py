@@ -8,6 +8,8 @@ Layout (see docs/architecture.md; dirs 0700, private files 0600)::
     ca/ca.crt, ca/ca.key  the CA; the key encrypted with the passphrase
     nodes/<node>/         keystore.p12, truststore.p12, node.crt; owned by uid 10001
     clients/<principal>/  client.crt, client.key, ca.crt, keystore.p12, truststore.p12
+    crl/<CA name>.crl     the CA's signed CRL; each node directory holds a copy (``revocation``)
+    archive/<name>/gen-N/ superseded and revoked certificates' files
 
 Nothing is ever half-written: ``init`` builds the whole tree in a temp directory beside
 ``certs/<env>`` and renames it into place; ``add_client`` does the same for one client dir.
@@ -30,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .. import pki
 from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
+from ..fsutil import archive_dir, write_atomic
 from ..model.settings import Project, Settings
 from ..model.topology import (
     ADMIN,
@@ -39,7 +41,7 @@ from ..model.topology import (
     Node,
     is_anonymous_name,
 )
-from . import keyfile
+from . import keyfile, revocation
 from .checker import PkiChecker
 from .manifest import CertRecord, Manifest
 from .secretstore import SecretStore, store_password_name
@@ -297,6 +299,7 @@ class CertStore:
         issued = self.issue_client(ca, ADMIN)
         self.write_client_files(base / "clients" / ADMIN, issued, [ca.cert], secret_store.get(store_password_name(ADMIN)))
         manifest.add(CertRecord.of(ADMIN, "client", issued.cert, f"clients/{ADMIN}"))
+        revocation.publish(base, ca, manifest, [base / "nodes" / n.name for n in settings.topology.nodes], self.container_uid())
         manifest.save(base / "manifest.json")
         return manifest
 
@@ -330,6 +333,7 @@ class CertStore:
             key_algorithm=self.settings.key_algorithm,
             server=True,
             client=True,  # brokers and ZooKeeper peers are also clients of each other
+            crl_uri=revocation.crl_uri(ca.cert),
         )
 
     def issue_client(self, ca: pki.CA, principal: str) -> pki.IssuedCert:
@@ -340,6 +344,7 @@ class CertStore:
             key_algorithm=self.settings.key_algorithm,
             server=False,
             client=True,
+            crl_uri=revocation.crl_uri(ca.cert),
         )
 
     @staticmethod
@@ -404,18 +409,73 @@ class CertStore:
             raise SecureKafkaError(f"{self.relative(directory)} exists already: principal {principal!r} has a certificate")
         ca = self.load()
         manifest = Manifest.load(self.manifest_path)
+        staging = self._stage_client(ca, principal)
+        os.rename(staging, directory)
+        manifest.add(CertRecord.of(principal, "client", self._staged_cert(directory), f"clients/{principal}"))
+        manifest.save(self.manifest_path)
+        return self.client_files(principal)
+
+    def _stage_client(self, ca: pki.CA, principal: str) -> Path:
+        """A new certificate and stores for ``principal`` in a temp directory beside ``clients/<principal>``."""
         issued = self.issue_client(ca, principal)
-        clients = _mkdir(self.root / "clients")
-        staging = Path(tempfile.mkdtemp(dir=clients, prefix=f".{principal}.new-"))
+        staging = Path(tempfile.mkdtemp(dir=_mkdir(self.root / "clients"), prefix=f".{principal}.new-"))
         try:
             self.write_client_files(staging, issued, [ca.cert], self.secrets.get(store_password_name(principal)))
-            os.rename(staging, directory)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        manifest.add(CertRecord.of(principal, "client", issued.cert, f"clients/{principal}"))
+        return staging
+
+    @staticmethod
+    def _staged_cert(directory: Path) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((directory / "client.crt").read_bytes())
+
+    # -- revoking ------------------------------------------------------------------------------
+
+    def revocation_enabled(self) -> bool:
+        return revocation.enabled(self.root)
+
+    def revoke_client(self, principal: str, reissue: bool) -> tuple[CertRecord | None, CertRecord | None]:
+        """Revokes the active certificate of client ``principal`` and publishes the CRL.
+
+        Its files move to ``archive/<principal>/gen-N`` (``reissue``: a new certificate takes
+        their place). Returns the revoked record (None: there was none active, e.g. a re-run
+        after a kill; the CRL is published again all the same) and the new one.
+        """
+        if not self.revocation_enabled():
+            raise SecureKafkaError(
+                f"the PKI of {self.env!r} predates revocation (no {self.relative(self.root / revocation.CRL_DIR)}): "
+                f"reissue every certificate with `secure-kafka certs rotate {self.env}`, then `secure-kafka up {self.env}`"
+            )
+        if (self.root / "rotation").exists():
+            raise SecureKafkaError(
+                f"a certificate rotation of {self.env!r} is in progress: finish it with "
+                f"`secure-kafka certs rotate {self.env} --resume` (or --abort) first"
+            )
+        ca = self.load()
+        manifest = Manifest.load(self.manifest_path)
+        directory = self.client_dir(principal)
+        current = manifest.current(principal)
+        if current is not None and current.kind != "client":
+            raise SecureKafkaError(f"{principal!r} is a node of {self.env!r}: replace its certificate with `secure-kafka certs rotate {self.env} --node {principal}`")
+        if current is None and reissue:
+            raise SecureKafkaError(f"{self.env!r} has no active certificate of client {principal!r}: `secure-kafka certs list {self.env}` shows them")
+        staging = self._stage_client(ca, principal) if reissue else None
+        revoked = manifest.revoke(principal, pki.now()) if current else None
+        added = manifest.add(CertRecord.of(principal, "client", self._staged_cert(staging), f"clients/{principal}")) if staging else None
+        # The manifest first: from there a re-run publishes the same CRL, whatever was cut off.
         manifest.save(self.manifest_path)
-        return self.client_files(principal)
+        # The files in clients/ are those of the certificate revoked now, or by a killed earlier run.
+        if directory.exists() and (gone := revoked or manifest.latest_revoked(principal)):
+            archive_dir(directory, self.archived_client_dir(gone))
+        if staging is not None:
+            os.rename(staging, directory)
+        revocation.publish(self.root, ca, manifest, [self.node_dir(n.name) for n in self.settings.topology.nodes], self.container_uid())
+        return revoked, added
+
+    def archived_client_dir(self, record: CertRecord) -> Path:
+        """Where the files of a revoked or superseded client certificate are kept."""
+        return self.root / "archive" / record.name / f"gen-{record.generation}"
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -426,6 +486,13 @@ class CertStore:
                 f"{self.relative(self.ca_cert_path)} not found: create the PKI with `secure-kafka certs init {self.env}`"
             )
         return Manifest.load(self.manifest_path).active()
+
+    def latest_revoked(self, principal: str) -> CertRecord | None:
+        return Manifest.load(self.manifest_path).latest_revoked(principal)
+
+    def revoked(self) -> list[CertRecord]:
+        """The revoked certificates (removed users' and replaced leaked keys'), from the manifest."""
+        return Manifest.load(self.manifest_path).revoked() if self.manifest_path.exists() else []
 
     def verify(self) -> list[str]:
         """Every problem of the PKI on disk, one line each naming the file and the fix."""

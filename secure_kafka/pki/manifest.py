@@ -4,6 +4,8 @@ The manifest is designed for rotation: every certificate record carries a ``gene
 (1 for the first issue of a name) and an ``active`` flag. Rotation adds the next generation
 as a new record, renames the new files into place, and only then flips ``active`` in one
 atomic rewrite of the manifest; superseded records stay (inactive) as history.
+A revoked certificate's record carries the time of its revocation (``revoked``): the CRLs
+are built from those records (``revocation.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class CertRecord:
     generation: int
     active: bool
     path: str  # directory of its files, relative to certs/<env>/
+    revoked: str | None = None  # ISO 8601, UTC: when it was revoked (in the CRL from then on)
 
     @classmethod
     def of(cls, name: str, kind: str, cert: x509.Certificate, path: str, generation: int = 1) -> "CertRecord":
@@ -90,6 +93,21 @@ class Manifest:
 
     def current(self, name: str) -> CertRecord | None:
         return next((r for r in self.records if r.active and r.name == name), None)
+
+    def revoked(self) -> list[CertRecord]:
+        return [r for r in self.records if r.revoked]
+
+    def latest_revoked(self, name: str) -> CertRecord | None:
+        return max((r for r in self.revoked() if r.name == name), key=lambda r: r.generation, default=None)
+
+    def revoke(self, name: str, at: dt.datetime) -> CertRecord:
+        """Marks the active certificate of ``name`` revoked (and no longer active)."""
+        record = self.current(name)
+        if record is None:
+            raise KeyError(name)
+        revoked = replace(record, active=False, revoked=at.isoformat())
+        self.records = [revoked if r is record else r for r in self.records]
+        return revoked
 
     def add(self, record: CertRecord) -> CertRecord:
         """Adds ``record`` as the next generation of its name; earlier ones become inactive."""

@@ -28,6 +28,7 @@ from .. import pki
 from ..errors import SecureKafkaError
 from ..model.topology import ADMIN
 from ..ops import clients, kafka_admin
+from ..pki import revocation
 from ..pki.secretstore import scram_password_name
 from . import probes
 from .network import _refused
@@ -46,13 +47,15 @@ def _test_certificates(t: Target) -> dict[str, tuple[Path, Path]]:
     key_algorithm = t.settings.key_algorithm
     foreign = pki.CA.create("foreign-ca", key_algorithm, 30, env=t.settings.env)
     ca = t.env.certs.load()  # the environment's real CA: only the validity check can refuse these
+    # ... and a distribution point of the CA's CRL, so a missing one is not what refuses them.
+    crl_uri = revocation.crl_uri(ca.cert) if t.env.certs.revocation_enabled() else None
     now = pki.now()
     issued = {
         "mtls.foreign-ca": foreign.issue_cert(ADMIN, "client", validity_days=7, key_algorithm=key_algorithm),
         "mtls.expired": ca.issue_cert(ADMIN, "client", validity_days=1, key_algorithm=key_algorithm,
-                                      not_before=now - dt.timedelta(days=3)),
+                                      not_before=now - dt.timedelta(days=3), crl_uri=crl_uri),
         "mtls.not-yet-valid": ca.issue_cert(ADMIN, "client", validity_days=1, key_algorithm=key_algorithm,
-                                            not_before=now + dt.timedelta(days=2)),
+                                            not_before=now + dt.timedelta(days=2), crl_uri=crl_uri),
     }
     paths = {}
     for probe, cert in issued.items():

@@ -40,7 +40,7 @@ def docker_views(docker_client, plan) -> dict[str, dict]:
 
 
 def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, mode_image):
-    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image)
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image, revocation=dev_env.certs.revocation_enabled())
     running = docker_views(docker_client, plan)
     declared = pulumi_views(plan, dev_env)
     assert sorted(declared) == sorted(running) == sorted(s.name for s in plan.containers)
@@ -52,7 +52,7 @@ def test_pulumi_inputs_match_the_running_containers(dev_env, docker_client, mode
 
 
 def test_a_deliberate_change_breaks_parity(dev_env, docker_client, mode_image):
-    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image)
+    plan = build_plan(dev_env.project.root, dev_env.settings, dev_env.secrets, mode_image, revocation=dev_env.certs.revocation_enabled())
     running = docker_views(docker_client, plan)
     broker = plan.containers[-1]
     changed = dataclasses.replace(plan, containers=plan.containers[:-1] + (

@@ -131,7 +131,7 @@ def test_pulumi_preview_up_noop_change_destroy(pulumi_project, docker_client, ru
 
     # Parity with the Docker engine: the same plan, applied directly, makes the same containers.
     env.open_volumes()
-    DockerEngine(connect(), project.root).apply(build_plan(project.root, env.settings, env.secrets, runtime_image))
+    DockerEngine(connect(), project.root).apply(build_plan(project.root, env.settings, env.secrets, runtime_image, revocation=env.certs.revocation_enabled()))
     assert container_views(docker_client, env) == pulumi_made
 
 
@@ -139,7 +139,7 @@ def container_views(client, env: Environment) -> dict[str, dict]:
     """``docker inspect`` of the environment's containers as the parity test compares them, PIDs limit included."""
     api = client.api
     views = {}
-    for spec in build_plan(env.project.root, env.settings, env.secrets, "unused").containers:
+    for spec in build_plan(env.project.root, env.settings, env.secrets, "unused", revocation=env.certs.revocation_enabled()).containers:
         info = api.inspect_container(spec.name)
         views[spec.name] = {**mocks.docker_view_of_inspect(info, api.inspect_image(info["Image"])),
                             "pids_limit": info["HostConfig"]["PidsLimit"]}

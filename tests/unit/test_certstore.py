@@ -69,12 +69,14 @@ def test_init_creates_the_documented_layout(dev):
     root = dev.root
     expected = {
         "passphrase", "secrets.json", "manifest.json", "ca", "ca/ca.crt", "ca/ca.key",
-        "nodes", "nodes/zk-0", "nodes/kafka-0", "clients", "clients/admin",
-        *(f"nodes/{n}/{f}" for n in ("zk-0", "kafka-0") for f in ("keystore.p12", "truststore.p12", "node.crt")),
+        "nodes", "nodes/zk-0", "nodes/kafka-0", "clients", "clients/admin", "crl", "crl/secure-kafka-dev-ca.crl",
+        *(f"nodes/{n}/{f}" for n in ("zk-0", "kafka-0")
+          for f in ("keystore.p12", "truststore.p12", "node.crt", "secure-kafka-dev-ca.crl")),
         *(f"clients/admin/{f}" for f in ("client.crt", "client.key", "ca.crt", "keystore.p12", "truststore.p12")),
     }
     assert set(snapshot(root)) == expected
-    public = {"ca/ca.crt", "clients/admin/client.crt", "clients/admin/ca.crt", "nodes/zk-0/node.crt", "nodes/kafka-0/node.crt"}
+    public = {"ca/ca.crt", "clients/admin/client.crt", "clients/admin/ca.crt", "nodes/zk-0/node.crt", "nodes/kafka-0/node.crt",
+              "crl/secure-kafka-dev-ca.crl", *(f"nodes/{n}/secure-kafka-dev-ca.crl" for n in ("zk-0", "kafka-0"))}
     for relative in expected:
         path = root / relative
         mode = path.stat().st_mode & 0o777

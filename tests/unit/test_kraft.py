@@ -24,6 +24,7 @@ from secure_kafka.model.topology import (
     is_super_user_name,
 )
 from secure_kafka.ops import audit
+from secure_kafka.pki import revocation
 
 ROOT = Path("/srv/project")
 
@@ -144,7 +145,8 @@ def test_controllers_publish_nothing_and_format_with_the_cluster_id(secrets):
     assert len(controllers) == 3 and all(c.ports == () for c in controllers)
     assert all(c.healthcheck.test[-1].endswith(f"/{CONTROLLER_PORT}") for c in controllers)
     heap, cpus = profiles.PROD.resources("controller")
-    assert all(c.env == {"JVM_OPTS": f"-Xms{heap}m -Xmx{heap}m"} and c.nano_cpus == int(cpus * 1e9) for c in controllers)
+    jvm_options = " ".join((f"-Xms{heap}m", f"-Xmx{heap}m", *revocation.JVM_OPTIONS))
+    assert all(c.env == {"JVM_OPTS": jvm_options} and c.nano_cpus == int(cpus * 1e9) for c in controllers)
 
 
 # --- audit ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from secure_kafka.build.planner import build_plan
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import profiles
 from secure_kafka.model.settings import Settings, defaults
+from secure_kafka.pki import revocation
 
 IMAGE = "secure-kafka-runtime:test"
 ROOT = Path("/srv/project")
@@ -80,7 +81,7 @@ def test_commands_env_and_mounts(secrets, make):
         else:
             assert spec.command == ("kafka-server-start", "/etc/kafka/config/server.properties")
             heap, data = settings.profile.broker_heap_mb, "/var/lib/kafka"
-        assert spec.env == {"JVM_OPTS": f"-Xms{heap}m -Xmx{heap}m"}
+        assert spec.env == {"JVM_OPTS": " ".join((f"-Xms{heap}m", f"-Xmx{heap}m", *revocation.JVM_OPTIONS))}
         assert spec.mounts == (
             plan.Mount("bind", f"/srv/project/certs/{env}/runtime/{spec.node}", "/etc/kafka/config", read_only=True),
             plan.Mount("bind", f"/srv/project/certs/{env}/nodes/{spec.node}", "/etc/kafka/tls", read_only=True),
@@ -202,3 +203,9 @@ def test_spec_hash_follows_a_rotated_secret(secrets):
     secrets.set("store:kafka-0", "rotated-store-password")
     after = build_plan(ROOT, dev(), secrets, IMAGE).container("kafka-0")
     assert plan.spec_hash(before) != plan.spec_hash(after)
+
+
+def test_a_pki_that_predates_revocation_gets_nodes_that_do_not_check_it(secrets):
+    # Its certificates carry no CRL distribution point: with checking on, Java would refuse them all.
+    for spec in build_plan(ROOT, dev(), secrets, IMAGE, revocation=False).containers:
+        assert not any(option in spec.env["JVM_OPTS"] for option in revocation.JVM_OPTIONS)

@@ -21,9 +21,10 @@ from cryptography import x509
 
 from ... import pki
 from ...errors import SecureKafkaError
-from ...fsutil import read_json, write_atomic
+from ...fsutil import archive_dir, read_json, write_atomic
 from ...model.topology import Node
 from ...pki.certstore import CertStore, _mkdir
+from ...pki import revocation
 from ...pki.manifest import CertRecord, Manifest
 from ...proc import Progress, quiet
 from ..context import EnvironmentContext
@@ -193,6 +194,9 @@ class Rotation:
                 store.settings.profile.ca_validity_days, self.env,
             )
             issuer.write(_mkdir(self.dir / NEW / "ca"), store.passphrase())
+            if store.revocation_enabled():
+                # Before any node presents a leaf of the new CA, its peers can read that CA's CRL.
+                revocation.publish(store.root, issuer, manifest, self._node_dirs(), store.container_uid())
         else:
             issuer = current_ca
         self.progress(f"rotation of {self.env}: issuing {len(owners)} new leaf certificates")
@@ -386,23 +390,25 @@ class Rotation:
         if state.kind == CA:
             new_ca = self._ca_cert(NEW)
             manifest.add(CertRecord.of("ca", "ca", new_ca, "ca"))
-            self._archive(self.dir / OLD / "ca", archive / "ca" / f"gen-{state.generations['ca']}")
+            archive_dir(self.dir / OLD / "ca", archive / "ca" / f"gen-{state.generations['ca']}")
         for owner, owner_kind in state.owners.items():
             leaf = self._leaf(owner, NEW, owner_kind).cert
             path = f"clients/{owner}" if owner_kind == "client" else f"nodes/{owner}"
             manifest.add(CertRecord.of(owner, owner_kind, leaf, path))
-            self._archive(self.dir / OLD / owner, archive / owner / f"gen-{state.generations[owner]}")
+            archive_dir(self.dir / OLD / owner, archive / owner / f"gen-{state.generations[owner]}")
         manifest.save(store.manifest_path)
+        if not store.revocation_enabled() and self._covers_everything(state):
+            # Every certificate now names a CRL distribution point: the next `up` turns checking on.
+            revocation.publish(store.root, store.load(), manifest, self._node_dirs(), store.container_uid())
         report = self._report(state, "done", names, started)
         shutil.rmtree(self.dir)
         return report
 
-    @staticmethod
-    def _archive(source: Path, target: Path) -> None:
-        if target.exists():
-            shutil.rmtree(target)
-        _mkdir(target.parent)
-        shutil.move(str(source), str(target))
+    def _node_dirs(self) -> list[Path]:
+        return [self.store.node_dir(n.name) for n in self.topology.nodes]
+
+    def _covers_everything(self, state: State) -> bool:
+        return set(state.owners) >= {n.name for n in self.topology.nodes} | set(self.client_principals())
 
     def _report(self, state: State, outcome: str, names: list[str], started: float) -> Report:
         serials = {}
