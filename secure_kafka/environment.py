@@ -182,8 +182,8 @@ class Environment(EnvironmentContext):
 
     def client_config(self, principal: str, fmt: str, auth: str | None, out: Path) -> Path:
         """Writes a ready-to-use client config plus the files it points at into ``out``."""
-        if fmt not in ("java", "librdkafka"):
-            raise SecureKafkaError(f"unknown format {fmt!r}: use java or librdkafka")
+        if fmt not in render.CLIENT_CONFIG_FORMATS:
+            raise SecureKafkaError(f"unknown format {fmt!r}: use {', '.join(render.CLIENT_CONFIG_FORMATS)}")
         has_scram = self.secrets.has(scram_password_name(principal))
         auth = auth or ("scram" if has_scram else "mtls")
         if auth not in ("scram", "mtls"):

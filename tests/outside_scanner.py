@@ -44,18 +44,20 @@ COMMANDS = {
 }
 
 
-def scan(endpoints: list[Endpoint], ca_file: Path, client_cert: tuple[Path, Path]) -> dict[str, list[str]]:
+def scan(endpoints: list[Endpoint], ca_file: Path, client_certs: dict[str, tuple[Path, Path]]) -> dict[str, list[str]]:
     """{endpoint name: findings not on the allow-list}. Certificates are validated against the
-    environment's CA (``ca_file``); an endpoint the scanner could not reach is a finding too (a
-    refusal proves nothing about a listener that never answered)."""
-    credentials = ClientAuthenticationCredentials(certificate_chain_path=client_cert[0], key_path=client_cert[1])
+    environment's CA (``ca_file``), each endpoint is offered its ``client_certs[name]``; an
+    endpoint the scanner could not reach is a finding too (a refusal proves nothing about a
+    listener that never answered)."""
     private_ca = ScanCommandsExtraArguments(certificate_info=CertificateInfoExtraArgument(custom_ca_file=ca_file))
     requests = {}
     for endpoint in endpoints:
         request = ServerScanRequest(
             server_location=ServerNetworkLocation(hostname=endpoint.server_name, port=endpoint.port, ip_address=endpoint.ip),
-            network_configuration=ServerNetworkConfiguration(tls_server_name_indication=endpoint.server_name,
-                                                             tls_client_auth_credentials=credentials),
+            network_configuration=ServerNetworkConfiguration(
+                tls_server_name_indication=endpoint.server_name,
+                tls_client_auth_credentials=ClientAuthenticationCredentials(
+                    certificate_chain_path=client_certs[endpoint.name][0], key_path=client_certs[endpoint.name][1])),
             scan_commands=COMMANDS,
             scan_commands_extra_arguments=private_ca,
         )

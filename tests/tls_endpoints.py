@@ -6,9 +6,11 @@ address on the environment network, each with the name its certificate carries."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from secure_kafka.build import render
-from secure_kafka.model.topology import CONTROLLER_PORT, ZK_SECURE_CLIENT_PORT
+from secure_kafka.model.topology import ADMIN, CONTROLLER_PORT, ZK_SECURE_CLIENT_PORT
+from secure_kafka.verify.target import node_pem
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,12 @@ def tls_endpoints(env, docker_client) -> list[Endpoint]:
         port = ZK_SECURE_CLIENT_PORT if node.role == "zookeeper" else CONTROLLER_PORT
         found.append(Endpoint(f"{node.name}/{port}", node.name, ip(node), port, node.name))
     return found
+
+
+def client_certs(env, endpoints: list[Endpoint], directory: Path) -> dict[str, tuple[Path, Path]]:
+    """The certificate each endpoint accepts from a client: the admin's, or a broker's at
+    ZooKeeper (whose port accepts only nodes' certificates)."""
+    admin = env.certs.client_dir(ADMIN)
+    zookeepers = {n.name for n in env.settings.topology.zookeepers}
+    broker_cert = node_pem(env.certs, env.settings.topology.brokers[0].name, directory) if zookeepers else None
+    return {e.name: broker_cert if e.node in zookeepers else (admin / "client.crt", admin / "client.key") for e in endpoints}

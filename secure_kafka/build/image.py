@@ -2,7 +2,8 @@
 
 ZooKeeper mode runs Kafka 3.9 and ZooKeeper from one image, KRaft mode Kafka 4.4. A line's
 inputs are ``docker/Dockerfile``, the launchers of ``docker/bin`` and its own directory
-``docker/kafka-<line>/`` (the Maven POM that pins its jars, the launchers that differ).
+``docker/kafka-<line>/`` (the Maven POM that pins its jars, the launchers that differ, and
+Java sources of its own, compiled against those jars into ``libs/secure-kafka.jar``).
 Their content hash is the image tag and a label, so an image is rebuilt only when one of
 its inputs changes. Where the Debian base cannot be pulled (no Docker Hub here), it is made with
 ``debootstrap`` from the machine's own apt mirror and imported under the tag the Dockerfile
@@ -33,6 +34,7 @@ __all__ = [
     "debian_mirror",
     "ensure_base",
     "resolve_jars",
+    "compile_java",
     "ensure_image",
     "run_in_image",
 ]
@@ -58,6 +60,8 @@ def build_inputs(mode: str) -> list[tuple[str, Path]]:
         for path in sorted((base / "bin").glob("*")):
             files[f"bin/{path.name}"] = path
     files["pom.xml"] = line_dir(mode) / "pom.xml"
+    for path in sorted((line_dir(mode) / "java").rglob("*.java")):
+        files[f"java/{path.relative_to(line_dir(mode) / 'java')}"] = path
     return sorted(files.items())
 
 
@@ -139,6 +143,20 @@ def resolve_jars(pom: Path, dest: Path, progress: Progress = quiet) -> None:
         raise SecureKafkaError(f"maven resolved no Kafka broker jar into {dest}: check {pom}")
 
 
+def compile_java(sources: Path, libs: Path, classes: Path, progress: Progress = quiet) -> None:
+    """Compiles a line's own Java sources (if any) against its jars into ``libs/secure-kafka.jar``."""
+    files = sorted(str(p) for p in sources.rglob("*.java")) if sources.is_dir() else []
+    if not files:
+        return
+    for tool in ("javac", "jar"):
+        if shutil.which(tool) is None:
+            raise SecureKafkaError(f"{tool} is not installed: run `apt-get install openjdk-17-jdk-headless` (the setup does)")
+    # --release 17: the image runs Java 17, whatever JDK compiles.
+    run_step("javac", ["javac", "--release", "17", "-Xlint:all", "-Werror", "-cp", f"{libs}/*", "-d", str(classes), *files],
+             progress)
+    run_step("jar", ["jar", "--create", "--file", str(libs / "secure-kafka.jar"), "-C", str(classes), "."], progress)
+
+
 def ensure_image(
     client: docker.DockerClient, progress: Progress = quiet, rebuild: bool = False, mode: str = ZOOKEEPER
 ) -> str:
@@ -152,9 +170,10 @@ def ensure_image(
         context = Path(tmp)
         (context / "bin").mkdir()
         for name, path in build_inputs(mode):
-            if name != "pom.xml":
+            if name.startswith("bin/") or name == "Dockerfile":
                 shutil.copy2(path, context / name)
         resolve_jars(line_dir(mode) / "pom.xml", context / "libs", progress)
+        compile_java(line_dir(mode) / "java", context / "libs", Path(tmp) / "classes", progress)
         progress(f"runtime image {tag}: building")
         last: list[str] = []
         try:

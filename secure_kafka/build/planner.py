@@ -116,8 +116,9 @@ def _container(
         ),
         ports=ports,
         healthcheck=plan.Healthcheck(
-            # The node listens: bash's /dev/tcp needs no tool the image lacks, and no credential.
-            test=("CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{health_port}"),
+            # Kafka nodes: the node listens (bash's /dev/tcp needs no credential); ZooKeeper: serves.
+            test=render.zookeeper_healthcheck(health_port) if node.role == "zookeeper"
+            else ("CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{health_port}"),
             # `up` waits on health: a short interval keeps it fast; 45 retries allow 90 s.
             interval_s=2,
             retries=45,

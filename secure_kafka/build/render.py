@@ -179,10 +179,22 @@ class QuorumPeer:
     host: str
 
 
+ZOOKEEPER_HEALTH_PASS = "store.pass"
+
+
+def zookeeper_healthcheck(port: int) -> tuple[str, ...]:
+    """Healthy = ZooKeeper completes TLS with the node's own certificate and answers ``srvr``
+    as a serving member (``Mode: standalone|leader|follower``), not just an open port: a
+    bare TCP connect logged a failed handshake with a stack trace every time."""
+    ask = (f"echo srvr | timeout 5 openssl s_client -quiet -connect 127.0.0.1:{port} -cert {KEYSTORE} -key {KEYSTORE} "
+           f"-pass file:{CONFIG_DIR}/{ZOOKEEPER_HEALTH_PASS} 2>/dev/null | grep -q '^Mode: '")
+    return ("CMD", "bash", "-c", ask)
+
+
 def render_zookeeper(
     settings: Settings, node: Node, secrets: SecretStore, renderer: Renderer | None = None
 ) -> dict[str, str]:
-    """``{filename: content}`` of a ZooKeeper node: zoo.cfg, jaas.conf, log4j.properties, myid."""
+    """``{filename: content}`` of a ZooKeeper node: zoo.cfg, jaas.conf, log4j.properties, myid, store.pass."""
     renderer = renderer or default_renderer()
     topology = settings.topology
     ensemble = len(topology.zookeepers) > 1
@@ -210,6 +222,8 @@ def render_zookeeper(
         "log4j.properties": renderer.render("log4j-zookeeper.properties.j2", **context),
         # ZooKeeper reads its id from <dataDir>/myid; zookeeper-server-start copies it there.
         "myid": f"{context['myid']}\n",
+        # The healthcheck's `openssl -pass file:`: the node's keystore, as the node's own client.
+        ZOOKEEPER_HEALTH_PASS: f"{context['store_password']}\n",
     }
 
 
@@ -316,7 +330,15 @@ CLIENT_KEY = "client.key"
 CLIENT_KEYSTORE = "keystore.p12"
 CLIENT_TRUSTSTORE = "truststore.p12"
 
-CLIENT_CONFIG_FILES = {"java": "client.properties", "librdkafka": "librdkafka.conf"}
+# format → (file written, its template). The Python clients' files are JSON keyword
+# arguments: kafka-python takes them as they are (``KafkaProducer(**conf)``); aiokafka takes
+# an SSL context, so its "ssl_context" holds the arguments of ``aiokafka.helpers.create_ssl_context``.
+CLIENT_CONFIG_FORMATS = {
+    "java": ("client.properties", "client-java.properties.j2"),
+    "librdkafka": ("librdkafka.conf", "client-librdkafka.conf.j2"),
+    "kafka-python": ("kafka-python.json", "client-kafka-python.json.j2"),
+    "aiokafka": ("aiokafka.json", "client-aiokafka.json.j2"),
+}
 
 
 def render_client_config(
@@ -332,14 +354,15 @@ def render_client_config(
     """``(filename, content)`` of a ready-to-use client configuration for ``principal``.
 
     ``fmt`` "java" gives ``client.properties`` (Kafka's own tools), "librdkafka" gives
-    ``librdkafka.conf`` (kcat -F, confluent-kafka). ``auth`` "scram" connects to the
+    ``librdkafka.conf`` (kcat -F, confluent-kafka), "kafka-python" and "aiokafka" JSON keyword
+    arguments (``CLIENT_CONFIG_FORMATS``). ``auth`` "scram" connects to the
     SASL_SSL listeners with ``scram_password``; "mtls" to the SSL listeners with the
     principal's certificate. File paths point into ``directory`` (absolute), which holds
     the files named by the ``CLIENT_*`` constants.
     """
     renderer = renderer or default_renderer()
-    if fmt not in CLIENT_CONFIG_FILES:
-        raise SecureKafkaError(f"unknown client config format {fmt!r}: use java or librdkafka")
+    if fmt not in CLIENT_CONFIG_FORMATS:
+        raise SecureKafkaError(f"unknown client config format {fmt!r}: use {', '.join(CLIENT_CONFIG_FORMATS)}")
     if auth not in ("scram", "mtls"):
         raise SecureKafkaError(f"unknown client auth {auth!r}: use scram or mtls")
     if auth == "scram" and scram_password is None:
@@ -361,5 +384,5 @@ def render_client_config(
         "scram_password": scram_password,
         **_tls(settings),
     }
-    template = "client-java.properties.j2" if fmt == "java" else "client-librdkafka.conf.j2"
-    return CLIENT_CONFIG_FILES[fmt], renderer.render(template, **context)
+    filename, template = CLIENT_CONFIG_FORMATS[fmt]
+    return filename, renderer.render(template, **context)

@@ -137,6 +137,8 @@ def status(
 class ConfigFormat(str, Enum):
     java = "java"
     librdkafka = "librdkafka"
+    kafka_python = "kafka-python"
+    aiokafka = "aiokafka"
 
 
 class AuthMethod(str, Enum):
@@ -149,7 +151,8 @@ def client_config(
     env: EnvArg,
     principal: Annotated[str, typer.Argument(help="The principal, e.g. admin or a user added with `users add`.")],
     out: Annotated[Path, typer.Option(help="Directory to write the config, the CA and (mTLS) the client key and certificate into.")],
-    fmt: Annotated[ConfigFormat, typer.Option("--format", help="librdkafka: DIR/librdkafka.conf for kcat -F and confluent-kafka; java: DIR/client.properties for Kafka's tools.")] = ConfigFormat.librdkafka,
+    fmt: Annotated[ConfigFormat, typer.Option("--format", help="librdkafka: DIR/librdkafka.conf for kcat -F and confluent-kafka; java: DIR/client.properties for Kafka's tools; "
+                                                                                "kafka-python / aiokafka: DIR/<format>.json, keyword arguments of their clients (README).")] = ConfigFormat.librdkafka,
     auth: Annotated[AuthMethod | None, typer.Option(help="scram (SASL_SSL) or mtls (SSL + client certificate); default scram where the principal has a SCRAM user.")] = None,
 ) -> None:
     """Write a ready-to-use client configuration (with absolute file paths) for a principal."""

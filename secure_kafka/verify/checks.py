@@ -46,7 +46,7 @@ from .network import (
 )
 from .scorecard import PROBES, ProbeResult, Scorecard, result
 from .target import Target
-from .zookeeper import probe_four_letter_words, probe_zookeeper
+from .zookeeper import probe_four_letter_words, probe_node_certificates_only, probe_zookeeper
 
 # Left out of the quick set `up` runs on dev and ci: each starts a JVM in a one-off container.
 SLOW_PROBES = frozenset({"zookeeper.anonymous-read", "zookeeper.anonymous-write", "zookeeper.plaintext"})
@@ -66,6 +66,7 @@ GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...
     (probe_authorization, ("authz.produce", "authz.consume", "authz.create-topic", "authz.alter-acl")),
     (probe_zookeeper, ("zookeeper.anonymous-read", "zookeeper.anonymous-write", "zookeeper.plaintext")),
     (probe_four_letter_words, ("zookeeper.four-letter-words",)),
+    (probe_node_certificates_only, ("zookeeper.node-certificates-only",)),
     (probe_containers, ("containers.user", "containers.read-only-rootfs", "containers.cap-drop",
                         "containers.no-new-privileges", "containers.limits")),
     (probe_secrets_in_containers, ("containers.secrets",)),

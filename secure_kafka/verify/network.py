@@ -44,9 +44,9 @@ def probe_bind_address(t: Target) -> list[ProbeResult]:
 
 
 def _offer_everywhere(t: Target, **offer) -> dict[str, probes.HandshakeResult]:
-    """The same handshake offer on every TLS endpoint, with the admin certificate (an mTLS
+    """The same handshake offer on every TLS endpoint, with a certificate it accepts (an mTLS
     listener that accepted the protocol must not fail the handshake for want of one)."""
-    return {e.name: probes.tls_handshake(e.host, e.port, None, e.server_hostname, client_cert=t.admin_cert, **offer)
+    return {e.name: probes.tls_handshake(e.host, e.port, None, e.server_hostname, client_cert=t.client_cert(e), **offer)
             for e in t.endpoints()}
 
 
@@ -85,7 +85,7 @@ def probe_tls12(t: Target) -> list[ProbeResult]:
 def probe_renegotiation(t: Target) -> list[ProbeResult]:
     """A client-initiated renegotiation on every listener: each is a server-side handshake a
     client may demand at will (a DoS lever, CVE-2011-1473). TLS 1.3 has none."""
-    outcomes = {e.name: probes.tls12_renegotiation(e.host, e.port, e.server_hostname, t.admin_cert, t.ca_file)
+    outcomes = {e.name: probes.tls12_renegotiation(e.host, e.port, e.server_hostname, t.client_cert(e), t.ca_file)
                 for e in t.endpoints()}
     accepted = [name for name, r in outcomes.items() if r.renegotiated]
     silent = [name for name, r in outcomes.items() if not r.answered]
@@ -104,13 +104,13 @@ def probe_renegotiation(t: Target) -> list[ProbeResult]:
 
 def probe_certificates(t: Target) -> list[ProbeResult]:
     endpoints = t.endpoints()
-    verified = {e.name: probes.tls_handshake(e.host, e.port, t.ca_file, e.server_hostname, client_cert=t.admin_cert)
+    verified = {e.name: probes.tls_handshake(e.host, e.port, t.ca_file, e.server_hostname, client_cert=t.client_cert(e))
                 for e in endpoints}
     unverified = [f"{n}: {r.detail}" for n, r in verified.items() if not r.ok]
     chain = result("tls.chain", "verified on every listener", f"failed on {_where(unverified, 2)}" if unverified
                    else f"{len(verified)} listeners verified ({', '.join(sorted({r.detail for r in verified.values()}))})",
                    not unverified and bool(verified))
-    served = {e.name: (e, probes.tls_handshake(e.host, e.port, None, e.server_hostname, client_cert=t.admin_cert))
+    served = {e.name: (e, probes.tls_handshake(e.host, e.port, None, e.server_hostname, client_cert=t.client_cert(e)))
               for e in endpoints}
     bad_sans, bad_expiry, days_left = [], [], []
     profile = t.settings.profile

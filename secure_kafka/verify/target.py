@@ -4,6 +4,7 @@ endpoints and the files the probes need, built from an ``EnvironmentContext``.""
 from __future__ import annotations
 
 import ipaddress
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from ..model.topology import (
     ZK_SECURE_CLIENT_PORT,
     Node,
 )
+from .. import pki
 from ..ops.context import EnvironmentContext
+from ..pki.certstore import CertStore
 
 LOOPBACK = "127.0.0.1"
 
@@ -34,6 +37,14 @@ class Endpoint:
     server_hostname: str  # the name a client verifies the certificate against
     kafka: bool  # speaks Kafka (ApiVersions answers before authentication)
     mtls: bool  # requires a client certificate
+
+
+def node_pem(certs: CertStore, node_name: str, directory: Path) -> tuple[Path, Path]:
+    """``(certificate, key)`` of a node, written as PEM files (the key 0600) into ``directory``."""
+    stores = certs.node_stores(node_name)
+    issued = pki.IssuedCert.from_pkcs12(stores.keystore.read_bytes(), stores.password, certs.settings.topology.node(node_name).role)
+    paths = issued.write_pem(directory, node_name)
+    return paths.cert, paths.key
 
 
 class Target:
@@ -54,6 +65,20 @@ class Target:
         admin_dir = env.certs.client_dir(ADMIN)
         self.ca_file = admin_dir / "ca.crt"  # every CA the environment trusts (two during a CA rotation)
         self.admin_cert = (admin_dir / "client.crt", admin_dir / "client.key")
+        self._node_certs: dict[str, tuple[Path, Path]] = {}
+        self._lock = threading.Lock()
+
+    def node_cert(self, node: Node) -> tuple[Path, Path]:
+        """A node's certificate and key as PEM files in the probes' temp dir, for probes that act as the node."""
+        with self._lock:  # probe groups run side by side
+            if node.name not in self._node_certs:
+                self._node_certs[node.name] = node_pem(self.env.certs, node.name, self.work_dir)
+            return self._node_certs[node.name]
+
+    def client_cert(self, endpoint: Endpoint) -> tuple[Path, Path]:
+        """The certificate a probe presents to ``endpoint``: the admin's, or a broker's at
+        ZooKeeper (whose port accepts only nodes' certificates)."""
+        return self.node_cert(self.topology.brokers[0]) if endpoint.node.role == "zookeeper" else self.admin_cert
 
     def running(self, node: Node) -> bool:
         info = self.inspected.get(node.name)

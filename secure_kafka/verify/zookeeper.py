@@ -100,17 +100,19 @@ def four_letter_verdict(word: str, answer: str | None) -> str:
 
 
 def probe_four_letter_words(t: Target) -> list[ProbeResult]:
+    """Asked as a broker (the only kind of client ZooKeeper's port accepts besides its peers)."""
     answered, silent, control = [], [], []
+    broker_cert = t.node_cert(t.topology.brokers[0])
     for zk in t.topology.zookeepers:
         if not (ip := t.ip(zk)):
             silent.append(f"{zk.name} (not running)")
             continue
         if four_letter_verdict("srvr", probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, "srvr",
-                                                                         t.admin_cert)) != "answered":
+                                                                         broker_cert)) != "answered":
             control.append(zk.name)
         for word in REFUSED_WORDS:
             verdict = four_letter_verdict(word, probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, word,
-                                                                                 t.admin_cert))
+                                                                                 broker_cert))
             if verdict == "answered":
                 answered.append(f"{zk.name}: {word}")
             elif verdict == "silent":
@@ -121,3 +123,21 @@ def probe_four_letter_words(t: Target) -> list[ProbeResult]:
     return [result("zookeeper.four-letter-words", f"srvr only; {', '.join(REFUSED_WORDS)} refused",
                    observed or f"{len(t.topology.zookeepers)} nodes refused {len(REFUSED_WORDS)} words each",
                    not answered and not silent and not control and bool(t.topology.zookeepers))]
+
+
+def probe_node_certificates_only(t: Target) -> list[ProbeResult]:
+    """ZooKeeper's TLS port refuses the admin's certificate (a valid one of the environment, not a
+    node's) in the handshake; the control: a broker's certificate gets ``srvr`` answered."""
+    broker_cert = t.node_cert(t.topology.brokers[0])
+    accepted, unanswered = [], []
+    for zk in t.topology.zookeepers:
+        ip = t.ip(zk)
+        if not ip or probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, "srvr", broker_cert) is None:
+            unanswered.append(zk.name)  # the control failed: a refusal below would prove nothing
+        elif probes.zookeeper_four_letter_word(ip, ZK_SECURE_CLIENT_PORT, "srvr", t.admin_cert) is not None:
+            accepted.append(zk.name)
+    observed = "; ".join(filter(None, [f"admin certificate accepted by {_where(accepted)}" if accepted else "",
+                                       f"a broker's unanswered on {_where(unanswered)}" if unanswered else ""]))
+    return [result("zookeeper.node-certificates-only", "admin certificate refused, a broker's answered",
+                   observed or f"{len(t.topology.zookeepers)} nodes refused the admin certificate",
+                   not accepted and not unanswered and bool(t.topology.zookeepers))]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from outside_scanner import scan
-from tls_endpoints import tls_endpoints
+from tls_endpoints import client_certs, tls_endpoints
 
 from secure_kafka import verify
 from secure_kafka.model.topology import ADMIN
@@ -53,13 +53,12 @@ def test_every_probe_passes_on_prod(prod_env):
     assert tls12.expected == "refused" and tls12.observed == f"refused by {3 * 3 + 3} listeners"
 
 
-def test_an_outside_scanner_finds_nothing_on_any_listener(prod_env, docker_client):
+def test_an_outside_scanner_finds_nothing_on_any_listener(prod_env, docker_client, tmp_path):
     """sslyze against every TLS listener: the published ones, INTERNAL, and the quorum's; judged
     by its own Mozilla "modern" checker plus legacy versions and client renegotiation
     (tests/outside_scanner.py; its allow-list says why each entry is there)."""
     endpoints = tls_endpoints(prod_env, docker_client)
-    admin = prod_env.certs.client_dir(ADMIN)
-    found = scan(endpoints, admin / "ca.crt", (admin / "client.crt", admin / "client.key"))
+    found = scan(endpoints, prod_env.certs.client_dir(ADMIN) / "ca.crt", client_certs(prod_env, endpoints, tmp_path))
     assert set(found) == {e.name for e in endpoints}
     assert not any(found.values()), {name: issues for name, issues in found.items() if issues}
 

@@ -9,6 +9,7 @@ every acknowledged number is there exactly once and that no send failed.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from interruption import Killed, kill_at
-from tls_endpoints import tls_endpoints
+from tls_endpoints import client_certs, tls_endpoints
 
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.topology import ADMIN
@@ -110,11 +111,12 @@ def assert_every_record_once(env, topic: str, run: SequencedProducer) -> None:
 
 
 def presented(env, docker_client, ca_file: Path) -> dict[str, probes.HandshakeResult]:
-    """A verified TLS handshake, with the admin's certificate, with every TLS listener of every node."""
-    admin_dir = env.certs.client_dir(ADMIN)
-    client_cert = (admin_dir / "client.crt", admin_dir / "client.key")
-    return {e.name: probes.tls_handshake(e.ip, e.port, ca_file, e.server_name, client_cert=client_cert)
-            for e in tls_endpoints(env, docker_client)}
+    """A verified TLS handshake, with a certificate each accepts, with every TLS listener of every node."""
+    endpoints = tls_endpoints(env, docker_client)
+    with tempfile.TemporaryDirectory() as directory:
+        certs = client_certs(env, endpoints, Path(directory))
+        return {e.name: probes.tls_handshake(e.ip, e.port, ca_file, e.server_name, client_cert=certs[e.name])
+                for e in endpoints}
 
 
 def active_serials(env) -> dict[str, int]:

@@ -126,10 +126,15 @@ def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(metadata_m
 
 
 def _zookeeper_answers_every_word(public: Environment, docker_client) -> None:
-    """ZooKeeper answering every four-letter word (its rendered zoo.cfg edited, the node restarted)."""
+    """ZooKeeper answering every four-letter word to any certificate of the environment (its
+    rendered zoo.cfg edited, the node restarted)."""
     zk = public.settings.topology.zookeepers[0]
     zoo_cfg = public.project.root / runtime_dir(public.env, zk) / "zoo.cfg"
-    zoo_cfg.write_text(zoo_cfg.read_text().replace("4lw.commands.whitelist=srvr\n", "4lw.commands.whitelist=*\n"))
+    # ... and accepting every certificate of the environment (ZooKeeper's own TLS context).
+    supplier = "ssl.context.supplier.class=io.securekafka.zookeeper.NodeCertificatesOnly\n"
+    text = zoo_cfg.read_text()
+    assert supplier in text
+    zoo_cfg.write_text(text.replace("4lw.commands.whitelist=srvr\n", "4lw.commands.whitelist=*\n").replace(supplier, ""))
     docker_client.containers.get(zk.container).restart(timeout=30)
     zk_ip = docker_client.api.inspect_container(zk.container)["NetworkSettings"]["Networks"][public.settings.topology.network]["IPAddress"]
     admin_cert = (public.certs.client_dir("admin") / "client.crt", public.certs.client_dir("admin") / "client.key")
@@ -139,7 +144,7 @@ def _zookeeper_answers_every_word(public: Environment, docker_client) -> None:
         time.sleep(1)
     public.admin_client(120)  # the broker registered again: the other probes see a whole cluster
     card = verify.run(public, quick=True)
-    assert failed(card) == {"ports.bind-address", "zookeeper.four-letter-words"}, card.table()
+    assert failed(card) == {"ports.bind-address", "zookeeper.four-letter-words", "zookeeper.node-certificates-only"}, card.table()
     assert "zk-0: ruok" in next(r.observed for r in card.results if r.probe == "zookeeper.four-letter-words")
 
 

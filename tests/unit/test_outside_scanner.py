@@ -14,7 +14,7 @@ LOCAL = "127.0.0.1"
 
 def findings(port: int, tls_files) -> list[str]:
     _, _, client, ca_file = tls_files
-    return scan([Endpoint("server", "server", LOCAL, port, "localhost")], ca_file, (client.cert, client.key))["server"]
+    return scan([Endpoint("server", "server", LOCAL, port, "localhost")], ca_file, {"server": (client.cert, client.key)})["server"]
 
 
 def test_a_modern_server_has_no_finding(openssl_server, tls_files):

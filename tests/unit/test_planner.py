@@ -116,7 +116,12 @@ def test_ports_and_healthchecks(secrets, make):
             assert spec.ports == (plan.PortBinding("127.0.0.1", p1, p1), plan.PortBinding("127.0.0.1", p2, p2))
             port = 9091
         assert spec.healthcheck is not None
-        assert spec.healthcheck.test == ("CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}")
+        if spec.role == "zookeeper":  # serving, asked over TLS as the node itself; the password from a file
+            assert spec.healthcheck.test == render.zookeeper_healthcheck(port)
+            assert "file:/etc/kafka/config/store.pass" in spec.healthcheck.test[-1]
+            assert any(f.path.endswith(f"/{spec.node}/store.pass") and f.mode == 0o600 for f in spec.files)
+        else:
+            assert spec.healthcheck.test == ("CMD", "bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}")
 
 
 def test_broker_ports_follow_the_index():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -198,10 +199,12 @@ def test_zookeeper_client_port_is_tls_and_sasl_only(secrets, make):
     settings = make()
     for node in settings.topology.zookeepers:
         files = render.render_zookeeper(settings, node, secrets)
-        assert set(files) == {"zoo.cfg", "jaas.conf", "log4j.properties", "myid"}
+        assert set(files) == {"zoo.cfg", "jaas.conf", "log4j.properties", "myid", "store.pass"}
         assert files["myid"] == f"{node.index + 1}\n"
         cfg = parse_properties(files["zoo.cfg"])
         store_password = secrets.get(secretstore.store_password_name(node.name))
+        assert files["store.pass"] == f"{store_password}\n"  # the healthcheck's openssl -pass file:
+        assert cfg["ssl.context.supplier.class"] == "io.securekafka.zookeeper.NodeCertificatesOnly"
         assert "clientPort" not in cfg  # the plaintext client port stays closed
         expected = {
             "dataDir": "/var/lib/zookeeper",
@@ -382,6 +385,33 @@ def test_librdkafka_client_config(auth, listener):
         assert conf["ssl.certificate.location"] == "/home/user/out/client.crt"
         assert conf["ssl.key.location"] == "/home/user/out/client.key"
         assert "sasl.password" not in conf
+
+
+@pytest.mark.parametrize("fmt", ["kafka-python", "aiokafka"])
+@pytest.mark.parametrize("auth, listener", [("scram", "sasl_ssl"), ("mtls", "ssl")])
+def test_python_client_configs_are_keyword_arguments(fmt, auth, listener):
+    settings = dev()
+    hostile = 'pa"ss\\word\n{}'  # quotes, a backslash, a line break: JSON escapes them all
+    filename, text = render.render_client_config(
+        settings, fmt, auth, CLIENT_DIR, "alice", store_password="store-pw", scram_password=hostile
+    )
+    assert filename == f"{fmt}.json"
+    conf = json.loads(text)
+    assert conf["bootstrap_servers"] == settings.topology.bootstrap(listener)
+    assert "store-pw" not in text
+    files = {"cafile": "/home/user/out/ca.crt"}
+    if auth == "mtls":
+        files.update(certfile="/home/user/out/client.crt", keyfile="/home/user/out/client.key")
+    if fmt == "aiokafka":  # the arguments of aiokafka.helpers.create_ssl_context
+        assert conf.pop("ssl_context") == files
+    else:
+        assert {k: conf.pop(f"ssl_{k}") for k in files} == files
+        assert conf.pop("ssl_check_hostname") is True
+    if auth == "scram":
+        assert conf == {"bootstrap_servers": conf["bootstrap_servers"], "security_protocol": "SASL_SSL",
+                        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", "sasl_plain_password": hostile}
+    else:
+        assert conf == {"bootstrap_servers": conf["bootstrap_servers"], "security_protocol": "SSL"}
 
 
 def test_scram_client_config_needs_a_scram_password():

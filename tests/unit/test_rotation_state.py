@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shutil
 
 import pytest
 from cryptography import x509
@@ -32,6 +33,7 @@ from secure_kafka.ops.rotation import (
     Rotation,
     State,
 )
+from secure_kafka.pki import revocation
 from secure_kafka.pki.certstore import CertStore
 
 
@@ -204,6 +206,36 @@ def test_ca_rotation_ends_with_the_new_ca_only_and_the_plan_unchanged(store):
     # Certificate content is no input of the plan: no container needs replacing.
     plan_after = build_plan(store.project.root, store.settings, store.secrets, "image:1")
     assert [spec_hash(c) for c in plan_after.containers] == [spec_hash(c) for c in plan_before.containers]
+
+
+def test_a_ca_rotation_gives_every_node_the_new_cas_crl_before_any_new_leaf(store):
+    cluster = FakeCluster(store)
+    new_crl_seen = {}
+
+    def check(point: str) -> None:  # at the first write of new leaves, every node reads the new CA's CRL
+        if point.startswith("new-leaves:files:") and not new_crl_seen:
+            new_ca = x509.load_pem_x509_certificate((store.root / "rotation" / NEW / "ca" / "ca.crt").read_bytes())
+            name = revocation.crl_filename(new_ca)
+            new_crl_seen.update({n.name: (store.node_dir(n.name) / name).exists() for n in store.settings.topology.nodes})
+
+    Rotation(store, cluster, hook=check).start(CA)
+    assert new_crl_seen and all(new_crl_seen.values()), new_crl_seen
+    new_ca = x509.load_pem_x509_certificate(store.ca_cert_path.read_bytes())
+    for owner in owners(store):
+        assert pki.crl_distribution_points(keystore_cert(store, owner)) == [revocation.crl_uri(new_ca)], owner
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full-rotation", "one-node"])
+def test_a_pki_that_predates_revocation_gets_it_from_a_full_rotation_only(store, full):
+    shutil.rmtree(store.root / revocation.CRL_DIR)  # as `certs init` of an earlier version left it
+    assert not store.revocation_enabled()
+    Rotation(store, FakeCluster(store)).start(LEAF, nodes=[] if full else ["zk-1"])
+    # A partial one leaves certificates without a distribution point: checking stays off.
+    assert store.revocation_enabled() is full
+    if full:
+        ca = store.load()
+        crl = x509.load_der_x509_crl((store.node_dir("kafka-0") / revocation.crl_filename(ca.cert)).read_bytes())
+        assert crl.is_signature_valid(ca.cert.public_key())
 
 
 def test_paused_ca_rotation_gives_clients_both_cas_then_resumes(store):
