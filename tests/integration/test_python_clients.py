@@ -89,6 +89,16 @@ def test_kafka_python_round_trips_and_is_refused_with_wrong_credentials(dev_env,
 # --- aiokafka ------------------------------------------------------------------------------------
 
 
+def run(coroutine):
+    """Runs ``coroutine`` on a loop of its own: ``asyncio.run`` would leave the main thread
+    without a current event loop, which code run later in the session (Pulumi's mocks) needs."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def aiokafka_arguments(conf: dict) -> dict:
     return {**conf, "ssl_context": create_ssl_context(**conf["ssl_context"]), "request_timeout_ms": TIMEOUT_MS}
 
@@ -126,8 +136,8 @@ async def aiokafka_refused(conf: dict) -> bool:
 @pytest.mark.parametrize("auth", ["scram", "mtls"])
 def test_aiokafka_round_trips_and_is_refused_with_wrong_credentials(dev_env, topic, tmp_path, auth):
     conf = client_config(dev_env, tmp_path, "aiokafka", auth)
-    assert asyncio.run(aiokafka_round_trip(conf, topic))
-    assert not asyncio.run(aiokafka_refused(conf))  # control
+    assert run(aiokafka_round_trip(conf, topic))
+    assert not run(aiokafka_refused(conf))  # control
     wrong = ({**conf, "sasl_plain_password": conf["sasl_plain_password"] + "x"} if auth == "scram"
              else with_foreign_certificate(conf, tmp_path, "aiokafka"))
-    assert asyncio.run(aiokafka_refused(wrong))
+    assert run(aiokafka_refused(wrong))
