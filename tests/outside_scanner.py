@@ -1,11 +1,18 @@
-"""An outside TLS scanner (sslyze, a tool the project did not write) against an environment's
-TLS listeners, judged by its own Mozilla "modern" TLS configuration checker plus the checks
-that checker leaves out (client-initiated renegotiation, legacy protocol versions), with a
-short allow-list of what a private, internal deployment does differently by design.
+"""Outside TLS scanners (tools the project did not write) against an environment's TLS
+listeners, each with a short allow-list of what a private, internal deployment does
+differently by design:
+
+- sslyze (PyPI), judged by its own Mozilla "modern" TLS configuration checker plus the checks
+  that checker leaves out (client-initiated renegotiation, legacy protocol versions);
+- testssl.sh (Debian), judged by its own severities: anything it rates LOW or worse.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sslyze import (
@@ -26,6 +33,8 @@ from sslyze.mozilla_tls_profile.tls_config_checker import (
     check_server_against_tls_configuration,
 )
 from tls_endpoints import Endpoint
+
+from secure_kafka.verify.probes import tls12_renegotiation
 
 # Findings of the Mozilla checker that are choices of this product, each with its reason.
 ALLOWED = {
@@ -92,3 +101,63 @@ def _findings(result, modern) -> list[str]:
     if outcome.session_renegotiation.result.is_vulnerable_to_client_renegotiation_dos:
         found.append("session_renegotiation: client-initiated renegotiation accepted")
     return found
+
+
+# --- testssl.sh ---------------------------------------------------------------------------------
+
+# Protocols, cipher categories, forward secrecy, certificate and server defaults, server
+# preferences, and every vulnerability check (-U: Heartbleed, CCS, ROBOT, renegotiation, CRIME,
+# POODLE, fallback SCSV, SWEET32, BEAST, LUCKY13, FREAK, LOGJAM, DROWN, RC4). Left out: the
+# client simulations and the per-cipher listing, which report and do not judge.
+TESTSSL_CHECKS = ("-p", "-s", "-f", "-S", "-P", "-U")
+# What testssl.sh rates a problem; OK, INFO, DEBUG and WARN ("could not test") are not.
+TESTSSL_SEVERE = {"LOW", "MEDIUM", "HIGH", "CRITICAL"}
+# testssl.sh 3.0 decides "Secure Client-Initiated Renegotiation" by `echo R | openssl s_client`'s
+# exit status: s_client quits at the end of its input, and when the JVM's refusal arrives after
+# that, the exit status is 0 and the verdict "VULNERABLE" (it says "not vulnerable" on the same
+# listener when the refusal happens to come first). The finding is set aside only where our own
+# probe, which keeps the session open for the answer, sees the renegotiation refused.
+TESTSSL_RENEGOTIATION = "secure_client_renego"
+
+
+def run_testssl(endpoints: list[Endpoint], ca_file: Path, client_certs: dict[str, tuple[Path, Path]],
+                 workers: int = 4) -> dict[str, list[str]]:
+    """{endpoint name: findings of testssl.sh}. No DNS lookups and no outside contact: it reaches
+    each endpoint at its address, names it by its certificate's name (SNI), and validates the
+    chain against the environment's CA (``--add-ca``). testssl.sh 3.0 cannot present a client
+    certificate, so what needs a finished handshake is not tested on listeners that require one
+    (it says WARN); sslyze, which presents one, covers those."""
+    with tempfile.TemporaryDirectory(prefix="sk-testssl-") as tmp, ThreadPoolExecutor(workers) as pool:
+        futures = {e.name: pool.submit(_testssl_one, e, ca_file, client_certs[e.name], Path(tmp)) for e in endpoints}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _testssl_one(endpoint: Endpoint, ca_file: Path, client_cert: tuple[Path, Path], tmp: Path) -> list[str]:
+    report = tmp / f"{endpoint.name.replace('/', '_')}.json"
+    argv = ["testssl", "--quiet", "--color", "0", "--warnings", "off", "--nodns", "none", *TESTSSL_CHECKS,
+            "--add-ca", str(ca_file), "--jsonfile", str(report), "--ip", endpoint.ip,
+            f"{endpoint.server_name}:{endpoint.port}"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if not report.exists():
+        return [f"not scanned: testssl exited {run.returncode}: {(run.stdout + run.stderr).strip()[-300:]}"]
+    entries = json.loads(report.read_text() or "[]")
+    return judge_testssl(entries, lambda: _renegotiation_refused(endpoint, ca_file, client_cert))
+
+
+def judge_testssl(entries: list[dict], renegotiation_refused) -> list[str]:
+    """The entries testssl.sh rates LOW or worse, but for a renegotiation verdict that
+    ``renegotiation_refused()`` (our probe, asked only then) contradicts; a scan that did not
+    reach the server (no protocol verdict) is a finding in itself."""
+    if not any(e["id"] == "TLS1_3" or e["id"] == "TLS1_2" for e in entries):
+        problems = [e["finding"] for e in entries if e["severity"] in ("FATAL", "WARN")]
+        return [f"not scanned: {'; '.join(problems) or 'no protocol was tested'}"]
+    found = [f"{e['id']}: {e['severity']} {e['finding']}" for e in entries
+             if e["severity"] in TESTSSL_SEVERE or e["severity"] == "FATAL"]
+    if any(f.startswith(TESTSSL_RENEGOTIATION + ":") for f in found) and renegotiation_refused():
+        found = [f for f in found if not f.startswith(TESTSSL_RENEGOTIATION + ":")]
+    return found
+
+
+def _renegotiation_refused(endpoint: Endpoint, ca_file: Path, client_cert: tuple[Path, Path]) -> bool:
+    result = tls12_renegotiation(endpoint.ip, endpoint.port, endpoint.server_name, client_cert, ca_file)
+    return result.handshake and not result.renegotiated

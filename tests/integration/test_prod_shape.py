@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from outside_scanner import scan
+from outside_scanner import run_testssl, scan
 from tls_endpoints import client_certs, tls_endpoints
 
 from secure_kafka import verify
@@ -59,6 +59,15 @@ def test_an_outside_scanner_finds_nothing_on_any_listener(prod_env, docker_clien
     (tests/outside_scanner.py; its allow-list says why each entry is there)."""
     endpoints = tls_endpoints(prod_env, docker_client)
     found = scan(endpoints, prod_env.certs.client_dir(ADMIN) / "ca.crt", client_certs(prod_env, endpoints, tmp_path))
+    assert set(found) == {e.name for e in endpoints}
+    assert not any(found.values()), {name: issues for name, issues in found.items() if issues}
+
+
+def test_testssl_finds_nothing_on_any_listener(prod_env, docker_client, tmp_path):
+    """testssl.sh (Debian's) against the same listeners: nothing it rates LOW or worse
+    (tests/outside_scanner.py says which verdict of it our own probe may overrule, and why)."""
+    endpoints = tls_endpoints(prod_env, docker_client)
+    found = run_testssl(endpoints, prod_env.certs.client_dir(ADMIN) / "ca.crt", client_certs(prod_env, endpoints, tmp_path))
     assert set(found) == {e.name for e in endpoints}
     assert not any(found.values()), {name: issues for name, issues in found.items() if issues}
 
