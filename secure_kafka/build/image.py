@@ -34,6 +34,7 @@ __all__ = [
     "debian_mirror",
     "ensure_base",
     "resolve_jars",
+    "java_sources",
     "compile_java",
     "ensure_image",
     "run_in_image",
@@ -60,9 +61,14 @@ def build_inputs(mode: str) -> list[tuple[str, Path]]:
         for path in sorted((base / "bin").glob("*")):
             files[f"bin/{path.name}"] = path
     files["pom.xml"] = line_dir(mode) / "pom.xml"
-    for path in sorted((line_dir(mode) / "java").rglob("*.java")):
-        files[f"java/{path.relative_to(line_dir(mode) / 'java')}"] = path
+    for path in java_sources(mode):
+        files[str(path.relative_to(DOCKER_DIR))] = path
     return sorted(files.items())
+
+
+def java_sources(mode: str) -> list[Path]:
+    """The Java of a mode's image: what every line runs (``docker/java``), then the line's own."""
+    return [path for base in (DOCKER_DIR, line_dir(mode)) for path in sorted((base / "java").rglob("*.java"))]
 
 
 def inputs_hash(mode: str = ZOOKEEPER) -> str:
@@ -143,9 +149,9 @@ def resolve_jars(pom: Path, dest: Path, progress: Progress = quiet) -> None:
         raise SecureKafkaError(f"maven resolved no Kafka broker jar into {dest}: check {pom}")
 
 
-def compile_java(sources: Path, libs: Path, classes: Path, progress: Progress = quiet) -> None:
-    """Compiles a line's own Java sources (if any) against its jars into ``libs/secure-kafka.jar``."""
-    files = sorted(str(p) for p in sources.rglob("*.java")) if sources.is_dir() else []
+def compile_java(sources: list[Path], libs: Path, classes: Path, progress: Progress = quiet) -> None:
+    """Compiles Java sources (if any) against a line's jars into ``libs/secure-kafka.jar``."""
+    files = [str(p) for p in sources]
     if not files:
         return
     for tool in ("javac", "jar"):
@@ -173,7 +179,7 @@ def ensure_image(
             if name.startswith("bin/") or name == "Dockerfile":
                 shutil.copy2(path, context / name)
         resolve_jars(line_dir(mode) / "pom.xml", context / "libs", progress)
-        compile_java(line_dir(mode) / "java", context / "libs", Path(tmp) / "classes", progress)
+        compile_java(java_sources(mode), context / "libs", Path(tmp) / "classes", progress)
         progress(f"runtime image {tag}: building")
         last: list[str] = []
         try:

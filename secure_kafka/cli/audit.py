@@ -24,9 +24,14 @@ def audit(
     denied: Annotated[bool, typer.Option("--denied", help="Only denied decisions.")] = False,
     since: Annotated[str | None, typer.Option(help="Only entries this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
     operations: Annotated[bool, typer.Option("--operations", help="The operations trail (who changed the security, how) instead of the decisions.")] = False,
-    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "broker", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
+    failed_logins: Annotated[bool, typer.Option("--failed-logins", help="Failed logins (user claimed, listener, client address) instead of the decisions.")] = False,
+    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "node", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "failed_logins": [{"time", "node", "principal", "listener", "host", "reason"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
 ) -> None:
     """Read the authorizer's decisions (principal, operation, resource, client address, time) from every broker.
+
+    `--failed-logins` reads the refused logins instead: the user a SCRAM client claimed (a TLS
+    handshake that failed has no principal), the listener, and the client's address as the
+    broker saw it (clients on this host show as the Docker network's gateway).
 
     `--operations` reads the operations trail instead: every `up`, `down`, `users add/remove`,
     `acl apply`, `certs init/rotate` with its operator, arguments, outcome and what changed.
@@ -42,9 +47,13 @@ def audit(
         env = words[0]
         cutoff = datetime.now(timezone.utc) - audit_mod.parse_duration(since) if since else None
         environment = open_env(env, quiet=True)
+        if operations and failed_logins:
+            raise SecureKafkaError("--operations and --failed-logins read different trails: choose one")
         if operations:
             entries = [e for e in environment.trail.entries()
                        if cutoff is None or datetime.fromisoformat(e["time"]) >= cutoff]
+        elif failed_logins:
+            refused = audit_mod.read_failed_logins(connect(), environment.settings, cutoff)
         else:
             decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff)
     if operations:
@@ -53,6 +62,12 @@ def audit(
         for entry in [] if json else entries:
             typer.echo(f"{entry['time']} #{entry['seq']} {entry['operator']}: {entry['command']} {entry['args']} "
                        f"-> {entry['outcome']} {entry['changes']}")
+        return
+    if failed_logins:
+        if json:
+            echo_json({"env": env, "failed_logins": [f.to_json() for f in refused]})
+        for login in [] if json else refused:
+            typer.echo(str(login))
         return
     if json:
         echo_json({"env": env, "decisions": [d.to_json() for d in decisions]})

@@ -1,13 +1,16 @@
-"""The audit trail: every authorizing node's decisions, read back and parsed.
+"""The audit trail: every authorizing node's decisions and failed logins, read back and parsed.
 
 Each broker's authorizer (``AclAuthorizer`` in ZooKeeper mode, ``StandardAuthorizer`` in
 KRaft mode, where the controllers have one too) logs its decisions
 (``kafka.authorizer.logger``: allowed at DEBUG, denied at INFO) to
 ``/var/lib/kafka/audit/kafka-authorizer.log`` on the node's volume, rolled at 10 MB with a
 bounded number of backups (templates/log4j-broker.properties.j2, log4j2-kafka.properties.j2).
-``read`` fetches the current file and its backups from every such container through the
-Docker API (``get_archive``: works on a stopped container too) and parses each decision
-line; parsing is pure and tested on its own.
+Kafka's network layer logs every failed login to the same file: the client's address, the
+local address and port (which name the listener), and why; for SCRAM, the user the client
+claimed (our SCRAM provider puts it in the message: docker/java/.../NamedScramFailures.java).
+``read`` and ``read_failed_logins`` fetch the current file and its backups from every such
+container through the Docker API (``get_archive``: works on a stopped container too) and
+parse each line; parsing is pure and tested on its own.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import docker.errors
 
 import docker
 
-from ..build.render import AUDIT_LOG
+from ..build.render import AUDIT_LOG, broker_listeners
 from ..errors import SecureKafkaError
-from ..model.topology import Topology
+from ..model.settings import Settings
+from ..model.topology import CONTROLLER_PORT, Node, Topology
 
-__all__ = ["Decision", "parse_line", "parse_log", "parse_duration", "select", "read"]
+__all__ = ["Decision", "FailedLogin", "parse_line", "parse_log", "parse_failed_logins", "parse_duration", "select",
+           "listener_names", "read", "read_failed_logins"]
 
 AUDIT_DIR, _, AUDIT_FILE = AUDIT_LOG.rpartition("/")
 
@@ -43,6 +48,20 @@ DECISION = re.compile(
     r"from host = (?P<host>\S+) on resource = (?P<resource_type>[A-Za-z]+):(?P<pattern>[A-Z]+):(?P<name>.*) "
     r"for request = (?P<request>\S+) with resourceRefCount = \d+(?: based on rule .*)?$"
 )
+# A failed login as Kafka's network layer (Selector, server side) logs it; SCRAM's names the user
+# (escaped to printable ASCII by our provider), TLS's cannot (no principal before a handshake):
+# [2026-12-06 01:38:20,369] INFO [SocketServer listenerType=ZK_BROKER, nodeId=0] Failed authentication with
+#   /172.21.0.1 (channelId=172.21.0.3:19001-172.21.0.1:33894-22) (Authentication failed: invalid credentials
+#   for user mallory with SASL mechanism SCRAM-SHA-512)
+# [2026-12-06 01:38:26,493] INFO [SocketServer ...] Failed authentication with /172.21.0.1
+#   (channelId=172.21.0.3:19002-172.21.0.1:40106-6) (SSL handshake failed)
+# Kafka 4.x's channel ids carry the processor too: 172.29.0.3:59101-172.29.0.1:55514-3-14.
+FAILED_LOGIN = re.compile(
+    r"^\[(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \w+ (?:\[[^\]]*\] )?"
+    r"Failed (?:re-)?authentication with \S*/(?P<host>[^\s/]+) "
+    r"\(channelId=\S+?:(?P<port>\d+)-[^\s:]+:\d+(?:-\d+)+\) \((?P<reason>.*)\)$"
+)
+CLAIMED_USER = re.compile(r" for user (?P<user>\S+) with SASL mechanism (?P<mechanism>\S+)$")
 DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
@@ -71,13 +90,50 @@ class Decision:
                 f"{self.resource_type}:{self.resource} from {self.host} ({self.request})")
 
 
+@dataclass(frozen=True)
+class FailedLogin:
+    time: datetime  # UTC
+    node: str  # the broker or controller that refused it
+    principal: str | None  # User:<name> a SCRAM client claimed; None where TLS failed (no principal yet)
+    listener: str  # SASL_SSL_EXT, SSL_EXT, INTERNAL, CONTROLLER, or "port N" when unknown
+    host: str  # the client's address as the node saw it
+    reason: str  # Kafka's words: "SSL handshake failed", "Authentication failed: invalid credentials ..."
+
+    def to_json(self) -> dict[str, object]:
+        return {"time": self.time.isoformat().replace("+00:00", "Z"), "node": self.node, "principal": self.principal,
+                "listener": self.listener, "host": self.host, "reason": self.reason}
+
+    def __str__(self) -> str:
+        claimed = CLAIMED_USER.search(self.reason)
+        why = f"{claimed['mechanism']} credentials refused" if claimed else self.reason
+        return (f"{self.time:%Y-%m-%d %H:%M:%S} {self.node} FAILED LOGIN {self.principal or '(no principal)'} "
+                f"on {self.listener} from {self.host}: {why}")
+
+
+def parse_failed_logins(text: str, node: str, listeners: dict[int, str]) -> list[FailedLogin]:
+    """The failed logins in an audit file's ``text``; ``listeners`` names the node's ports."""
+    found = []
+    for line in text.splitlines():
+        match = FAILED_LOGIN.match(line.rstrip("\r"))
+        if not match:
+            continue
+        claimed = CLAIMED_USER.search(match["reason"])
+        port = int(match["port"])
+        found.append(FailedLogin(_time(match["time"]), node, f"User:{claimed['user']}" if claimed else None,
+                                 listeners.get(port, f"port {port}"), match["host"], match["reason"]))
+    return found
+
+
+def _time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=timezone.utc)
+
+
 def parse_line(line: str, node: str) -> Decision | None:
     """A decision, or None for the authorizer's other lines (super-user notes, no-ACL notes)."""
     match = DECISION.match(line.rstrip("\r\n"))
     if not match:
         return None
-    when = datetime.strptime(match["time"], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=timezone.utc)
-    return Decision(when, node, match["principal"], match["decision"] == "Allowed", _operation_name(match["operation"]),
+    return Decision(_time(match["time"]), node, match["principal"], match["decision"] == "Allowed", _operation_name(match["operation"]),
                     match["resource_type"], match["pattern"], match["name"], match["host"], match["request"])
 
 
@@ -125,11 +181,18 @@ def _rotation_order(name: str) -> int:
     return -int(suffix) if suffix.isdigit() else 0
 
 
-def read(client: docker.DockerClient, topology: Topology) -> list[Decision]:
-    """Every decision recorded by every node of the environment that authorizes: the brokers
-    and, in KRaft mode, the controllers (brokers forward CreateTopics, DeleteTopics, CreateAcls
-    and the like to them, and they decide those with their own authorizer)."""
-    decisions: list[Decision] = []
+def listener_names(settings: Settings, node: Node) -> dict[int, str]:
+    """Container port -> listener name of a broker or controller."""
+    if node.role == "controller":
+        return {CONTROLLER_PORT: "CONTROLLER"}
+    return {listener.port: listener.name for listener in broker_listeners(settings, node)}
+
+
+def _audit_files(client: docker.DockerClient, topology: Topology) -> list[tuple[Node, str]]:
+    """``(node, text)`` of every audit file (oldest first) of every node that authorizes: the
+    brokers and, in KRaft mode, the controllers (brokers forward CreateTopics, DeleteTopics,
+    CreateAcls and the like to them, and they decide those with their own authorizer)."""
+    found = []
     for node in topology.controllers + topology.brokers:
         try:
             container = client.containers.get(node.container)
@@ -141,6 +204,17 @@ def read(client: docker.DockerClient, topology: Topology) -> list[Decision]:
         except docker.errors.APIError as exc:
             raise SecureKafkaError(f"{node.name}: reading {AUDIT_DIR} failed ({exc.explanation})") from None
         files = _log_files(archive)
-        for name in sorted(files, key=_rotation_order):
-            decisions.extend(parse_log(files[name], node.name))
-    return decisions
+        found += [(node, files[name]) for name in sorted(files, key=_rotation_order)]
+    return found
+
+
+def read(client: docker.DockerClient, topology: Topology) -> list[Decision]:
+    """Every decision recorded by every node of the environment that authorizes."""
+    return [d for node, text in _audit_files(client, topology) for d in parse_log(text, node.name)]
+
+
+def read_failed_logins(client: docker.DockerClient, settings: Settings, since: datetime | None = None) -> list[FailedLogin]:
+    """Every failed login recorded by the environment's brokers and controllers, oldest first."""
+    found = [f for node, text in _audit_files(client, settings.topology)
+             for f in parse_failed_logins(text, node.name, listener_names(settings, node))]
+    return sorted((f for f in found if since is None or f.time >= since), key=lambda f: (f.time, f.node))

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,9 @@ from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import acl
 from secure_kafka.model.topology import ADMIN
 from secure_kafka.ops import acladmin, audit, clients, kafka_admin, rotation, users
+from secure_kafka.pki import CA
 from secure_kafka.pki.secretstore import scram_password_name
+from secure_kafka.verify import probes
 
 CLI = Path(sys.executable).parent / "secure-kafka"
 # Rules an environment's ACL file had before a test rewrote it: kept, so --prune spares them.
@@ -318,3 +321,43 @@ def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
     secrets = [password, dev_env.certs.passphrase(), *(dev_env.secrets.get(n) for n in dev_env.secrets.names())]
     assert not [s for s in secrets if s in text], "a secret in the operations trail"
     assert "PRIVATE KEY" not in text
+
+
+def test_failed_logins_are_in_the_audit_trail(dev_env, docker_client, tmp_path):
+    """A wrong password, an unknown user, a name built to forge an audit line, a foreign-CA
+    certificate and no certificate: each refused, and each in the audit trail with the user it
+    claimed (SCRAM), the listener, and the client's address as the broker saw it, which for a
+    client on this host is the environment network's gateway (Docker's port publishing)."""
+    tag = uuid.uuid4().hex[:8]
+    unknown, forged = f"nobody-{tag}", f"f{tag}\nINFO User:{ADMIN}"
+    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    good = dev_env.scram_config(ADMIN)
+    for user, password in ((ADMIN, "wrong-password"), (unknown, "whatever"), (forged, "whatever")):
+        with pytest.raises(KafkaException):
+            AdminClient({**good, "sasl.username": user, "sasl.password": password}).list_topics(timeout=3)
+    foreign = CA.create("foreign-ca", "ec-p256", 30, env="foreign")
+    impostor = foreign.issue_cert(ADMIN, kind="client", validity_days=7).write_pem(tmp_path)
+    ca = dev_env.certs.client_dir(ADMIN) / "ca.crt"
+    mtls_port = dev_env.settings.topology.listener_port(dev_env.settings.topology.brokers[0], "ssl")
+    for client_cert in ((impostor.cert, impostor.key), None):
+        refused = probes.tls_handshake("127.0.0.1", mtls_port, ca, "localhost", client_cert=client_cert, speak_kafka=True)
+        assert not refused.ok and refused.answered, refused.detail
+
+    network = docker_client.networks.get(dev_env.settings.topology.network)
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    deadline = time.monotonic() + 20
+    while True:
+        logins = audit.read_failed_logins(connect(), dev_env.settings, since)
+        by_principal = {login.principal: login for login in logins}
+        tls = [login for login in logins if login.principal is None and login.listener == "SSL_EXT"]
+        # The forged name arrives escaped, whole, on one line (the parser needs the line's end).
+        escaped = f"User:f{tag}\\x0aINFO\\x20User\\x3a{ADMIN}"
+        if {f"User:{ADMIN}", f"User:{unknown}", escaped} <= set(by_principal) and len(tls) >= 2:
+            break
+        assert time.monotonic() < deadline, [str(login) for login in logins]
+        time.sleep(1)
+    for principal in (f"User:{ADMIN}", f"User:{unknown}", escaped):
+        login = by_principal[principal]
+        assert (login.listener, login.host) == ("SASL_SSL_EXT", gateway), str(login)
+        assert login.node == dev_env.settings.topology.brokers[0].name
+    assert {login.host for login in tls} == {gateway} and {login.reason for login in tls} == {"SSL handshake failed"}

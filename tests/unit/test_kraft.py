@@ -118,6 +118,7 @@ def test_kraft_broker_reaches_the_controllers_over_tls_and_keeps_the_client_list
         "INTERNAL:SSL", "SASL_SSL_EXT:SASL_SSL", "SSL_EXT:SSL", "CONTROLLER:SSL"]
     assert config["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert config["listener.name.sasl_ssl_ext.ssl.client.auth"] == "none"
+    assert config["security.providers"] == "io.securekafka.authentication.NamedScramFailures"
     assert config["authorizer.class.name"] == kraft.AUTHORIZER_CLASS
     assert config["auto.create.topics.enable"] == "false" and config["min.insync.replicas"] == "2"
     assert not [k for k in config if k.startswith("zookeeper.") or k == "broker.id"]
@@ -131,6 +132,8 @@ def test_kraft_logging_keeps_the_audit_trail_on_the_volume(secrets):
     assert config["appender.audit.strategy.max"] == str(profiles.PROD.audit_log_backups)
     # The timestamp form the audit reader parses, as ZooKeeper mode's log4j writes it.
     assert config["appender.audit.layout.pattern"].startswith("[%d{yyyy-MM-dd HH:mm:ss,SSS}]")
+    assert config["logger.logins.name"] == "org.apache.kafka.common.network.Selector"
+    assert config["logger.logins.level"] == "INFO" and config["logger.logins.appenderRef.audit.ref"] == "AUDIT"
 
 
 # --- plan ----------------------------------------------------------------------------------------

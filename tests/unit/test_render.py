@@ -86,6 +86,7 @@ def test_broker_security_settings(secrets, make, brokers, rf, min_isr, enabled, 
             "ssl.client.auth": "required",
             "listener.name.sasl_ssl_ext.ssl.client.auth": "none",
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "security.providers": "io.securekafka.authentication.NamedScramFailures",
             "listener.name.sasl_ssl_ext.scram-sha-512.sasl.jaas.config":
                 "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "ssl.keystore.type": "PKCS12",
@@ -189,6 +190,9 @@ def test_broker_log4j_audits_authorizer_decisions(secrets):
     assert props["log4j.appender.audit.File"] == "/var/lib/kafka/audit/kafka-authorizer.log"
     assert props["log4j.appender.audit.MaxFileSize"] == "10MB"
     assert props["log4j.appender.audit.MaxBackupIndex"] == "5"
+    # Failed logins: into the audit file too, and still on stdout (additivity left on).
+    assert props["log4j.logger.org.apache.kafka.common.network.Selector"] == "INFO, audit"
+    assert "log4j.additivity.org.apache.kafka.common.network.Selector" not in props
 
 
 # --- ZooKeeper ----------------------------------------------------------------------------
