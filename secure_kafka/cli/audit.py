@@ -23,6 +23,7 @@ def audit(
         help="An environment name: its decisions (or --operations); `verify ENV`: check its operations trail.")],
     denied: Annotated[bool, typer.Option("--denied", help="Only denied decisions.")] = False,
     since: Annotated[str | None, typer.Option(help="Only entries this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
+    principal: Annotated[str | None, typer.Option(help="Only decisions or failed logins of this principal: alice or User:alice.")] = None,
     operations: Annotated[bool, typer.Option("--operations", help="The operations trail (who changed the security, how) instead of the decisions.")] = False,
     failed_logins: Annotated[bool, typer.Option("--failed-logins", help="Failed logins (user claimed, listener, client address) instead of the decisions.")] = False,
     json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "node", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "failed_logins": [{"time", "node", "principal", "listener", "host", "reason"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
@@ -49,13 +50,15 @@ def audit(
         environment = open_env(env, quiet=True)
         if operations and failed_logins:
             raise SecureKafkaError("--operations and --failed-logins read different trails: choose one")
+        if operations and principal:
+            raise SecureKafkaError("--principal filters decisions and failed logins; the operations trail is by operator")
         if operations:
             entries = [e for e in environment.trail.entries()
                        if cutoff is None or datetime.fromisoformat(e["time"]) >= cutoff]
         elif failed_logins:
-            refused = audit_mod.read_failed_logins(connect(), environment.settings, cutoff)
+            refused = audit_mod.read_failed_logins(connect(), environment.settings, cutoff, principal)
         else:
-            decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff)
+            decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff, principal)
     if operations:
         if json:
             echo_json({"env": env, "operations": entries})

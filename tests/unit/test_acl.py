@@ -233,12 +233,15 @@ def test_audit_lines_parse_into_decisions():
     assert decisions[1].allowed and decisions[1].resource == "kafka-cluster"
 
 
-def test_audit_select_filters_denied_and_since():
+def test_audit_select_filters_denied_since_and_principal():
     decisions = audit.parse_log("\n".join([DENIED, ALLOWED]), "kafka-0")
     assert [d.principal for d in audit.select(decisions, denied_only=True)] == ["User:alice"]
     since = decisions[0].time
     assert [d.principal for d in audit.select(decisions, since=since)] == ["User:alice"]
     assert [d.principal for d in audit.select(decisions)] == ["User:admin", "User:alice"]  # by time
+    for name in ("alice", "User:alice"):
+        assert [d.principal for d in audit.select(decisions, principal=name)] == ["User:alice"]
+    assert audit.select(decisions, principal="Group:alice") == []
 
 
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1h30m", 5400)])

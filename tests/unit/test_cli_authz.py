@@ -67,3 +67,14 @@ def test_audit_refuses_a_bad_duration(project):
     assert runner.invoke(app, ["init", "dev"]).exit_code == 0
     result = runner.invoke(app, ["audit", "dev", "--since", "yesterday"])
     assert result.exit_code == 1 and "invalid duration 'yesterday'" in result.output
+
+
+@pytest.mark.parametrize("options, reason", [
+    (["--operations", "--failed-logins"], "read different trails"),
+    (["--operations", "--principal", "alice"], "the operations trail is by operator"),
+])
+def test_audit_refuses_filters_that_do_not_go_together(project, options, reason):
+    assert runner.invoke(app, ["init", "dev"]).exit_code == 0
+    result = runner.invoke(app, ["audit", "dev", *options])
+    assert result.exit_code == 1 and reason in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
