@@ -45,13 +45,13 @@ def audit(
             return
         if len(words) != 1:
             raise SecureKafkaError(f"unexpected {' '.join(words[1:])!r}: use `audit ENV [options]` or `audit verify ENV`")
-        env = words[0]
-        cutoff = datetime.now(timezone.utc) - audit_mod.parse_duration(since) if since else None
-        environment = open_env(env, quiet=True)
         if operations and failed_logins:
             raise SecureKafkaError("--operations and --failed-logins read different trails: choose one")
         if operations and principal:
             raise SecureKafkaError("--principal filters decisions and failed logins; the operations trail is by operator")
+        env = words[0]
+        cutoff = datetime.now(timezone.utc) - audit_mod.parse_duration(since) if since else None
+        environment = open_env(env, quiet=True)
         if operations:
             entries = [e for e in environment.trail.entries()
                        if cutoff is None or datetime.fromisoformat(e["time"]) >= cutoff]
