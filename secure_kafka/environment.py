@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import verify
 from .build import image, render
-from .build.plan import ClusterPlan
+from .build.plan import QUORUM_ROLES, ClusterPlan
 from .build.planner import build_plan
 from .dockerclient import connect
 from .engines.docker_engine import DockerEngine
@@ -24,7 +24,7 @@ from .engines.pulumi.program import declare
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .model import policy
-from .ops import acladmin, provision
+from .ops import acladmin, health, provision
 from .ops.context import EnvironmentContext
 from .pki.secretstore import scram_password_name
 from .storage.volumes import UNSERVED, fullness_warning
@@ -142,10 +142,22 @@ class Environment(EnvironmentContext):
                 shutil.rmtree(certs_dir)
 
     def status(self) -> dict:
-        nodes = DockerEngine(connect(), self.project.root).status(self.labels)
-        expected = {n.name for n in self.settings.topology.nodes}
+        engine = DockerEngine(connect(), self.project.root)
+        nodes = engine.status(self.labels)
+        topology = self.settings.topology
+        expected = {n.name for n in topology.nodes}
         present = {n.name for n in nodes}
         warnings = [f"{name}: not running (no container)" for name in sorted(expected - present)]
+        warnings += health.node_warnings({n.name: (n.state, n.health) for n in nodes})
+        quorum_roles, cluster, cluster_issues = {}, None, []
+        if nodes:  # an environment that is down gets no word on its quorum or its metadata
+            warnings += health.quorum_warnings(topology, {n.name for n in nodes if n.healthy})
+            quorum_roles = {n.name: health.quorum_role(engine.logs_tail(n.container, 5000)) if n.state == "running" else "down"
+                            for n in nodes if n.role in QUORUM_ROLES}
+            if any(n.role == "broker" and n.state == "running" for n in nodes) and self.certs.exists():
+                cluster = health.read_cluster_view(self.admin_mtls_config())
+                cluster_issues = health.cluster_warnings(cluster, topology)
+                warnings += cluster_issues
         if self.certs.exists():
             window = self.settings.profile.expiry_warning_days
             for entry in self.certs.list():
@@ -168,10 +180,14 @@ class Environment(EnvironmentContext):
             "metadata_mode": self.settings.metadata_mode,
             "kafka_version": self.settings.kafka_version,
             # A node whose volume nobody serves still answers its healthcheck (a TCP connect),
-            # until it next touches its data.
-            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes) and not unserved,
+            # until it next touches its data; a broker cut off from the others still answers it too.
+            "healthy": bool(nodes) and expected <= present and all(n.healthy for n in nodes) and not unserved
+                       and cluster is not None and not cluster_issues,
             "nodes": [{"name": n.name, "role": n.role, "container": n.container, "state": n.state,
                        "health": n.health, "healthy": n.healthy} for n in nodes],
+            # leader | follower | down | what the node last logged (looking, candidate, unknown, ...)
+            "quorum": quorum_roles,
+            "cluster": cluster.to_json() if cluster else None,
             "bootstrap": self.bootstrap_servers,
             # Per node: unlocked (mounted, key in the kernel), locked, unserved (mounted, its
             # daemon gone), or absent (not created yet).

@@ -1,8 +1,9 @@
-"""Records and mounts that tests check for: a marker produced through Kafka and read back, and
-whether a path is mounted on the host."""
+"""Records and mounts that tests check for: a marker produced through Kafka and read back,
+whether a path is mounted on the host, and what a project holds on this host."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from secure_kafka.build.plan import LABEL_PROJECT
 from secure_kafka.environment import Environment
 from secure_kafka.ops import kafka_admin
+from secure_kafka.storage.volumes import RUN_ROOT
 
 
 def produce_marker(env: Environment, topic: str) -> bytes:
@@ -45,3 +48,15 @@ def read_back(env: Environment, topic: str, timeout_s: float = 60) -> list[bytes
 
 def mounted(path: str) -> bool:
     return any(line.split()[1] == path for line in Path("/proc/self/mounts").read_text().splitlines())
+
+
+def host_objects(docker_client, project_id: str) -> list[str]:
+    """Everything of one project on this host: containers, networks, mounts, gocryptfs daemons."""
+    api, filters = docker_client.api, {"label": [f"{LABEL_PROJECT}={project_id}"]}
+    found = [c["Names"][0] for c in api.containers(all=True, filters=filters)]
+    found += [n["Name"] for n in api.networks(filters=filters)]
+    found += [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(f"{RUN_ROOT}/{project_id}/")]
+    found += [f"gocryptfs {pid}" for pid in subprocess.run(["pgrep", "-f", f"{RUN_ROOT}/{project_id}/"],
+                                                           capture_output=True, text=True).stdout.split()]
+    return sorted(found)

@@ -111,9 +111,10 @@ def down(
 @app.command()
 def status(
     env: EnvArg,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], bootstrap{sasl_ssl, ssl}, encrypted_volumes{enabled, backend, nodes{NODE: unlocked|locked|unserved|absent}}, warnings.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, healthy, nodes[{name, role, healthy, ...}], quorum{NODE: leader|follower|down|...}, cluster{answered, registered_brokers, under_replicated, offline} (null when no broker runs), bootstrap{sasl_ssl, ssl}, encrypted_volumes{enabled, backend, nodes{NODE: unlocked|locked|unserved|absent}}, warnings.")] = False,
 ) -> None:
-    """Show nodes, health, bootstrap servers and certificate-expiry warnings. Exit 1 when unhealthy."""
+    """Show nodes, the quorum's leader, the cluster's own view (registered brokers, under-replicated and
+    leaderless partitions), bootstrap servers, volumes and warnings. Exit 1 when unhealthy."""
     with reporting():
         report = open_env(env, quiet=True).status()
     if json_output:
@@ -122,7 +123,13 @@ def status(
         typer.echo(f"{report['env']} ({report['profile']}, {report['metadata_mode']}, Kafka {report['kafka_version']}): "
                    f"{'healthy' if report['healthy'] else 'NOT healthy'}")
         for node in report["nodes"]:
-            typer.echo(f"  {node['name']:<10} {node['role']:<10} {node['state']:<10} {node['health']}")
+            role = report["quorum"].get(node["name"])
+            typer.echo(f"  {node['name']:<12} {node['role']:<10} {node['state']:<10} {node['health']:<9}"
+                       f" {f'quorum {role}' if role else ''}".rstrip())
+        if cluster := report["cluster"]:
+            typer.echo("  cluster: " + (f"brokers {cluster['registered_brokers']} registered, "
+                                        f"{cluster['under_replicated']} partitions under-replicated, {cluster['offline']} offline"
+                                        if cluster["answered"] else f"no answer ({cluster['error']})"))
         typer.echo(f"  SASL_SSL: {','.join(report['bootstrap']['sasl_ssl'])}")
         typer.echo(f"  SSL:      {','.join(report['bootstrap']['ssl'])}")
         volumes = report["encrypted_volumes"]

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from markers import host_objects
 
-from secure_kafka.build.plan import LABEL_PROJECT
 from secure_kafka.model.settings import Project
 from secure_kafka.model.topology import ZOOKEEPER
 from secure_kafka.ops import orphans
@@ -36,18 +36,6 @@ def listing(cwd: Path) -> dict[tuple[str, str], dict]:
     done = secure_kafka("orphans", "--json", cwd=cwd)
     assert done.returncode == 0, done.stderr
     return {(e["project_id"], e["env"]): e for e in json.loads(done.stdout)["environments"]}
-
-
-def host_objects(docker_client, project_id: str) -> list[str]:
-    """Everything of one project on this host: containers, networks, mounts, gocryptfs daemons."""
-    api, filters = docker_client.api, {"label": [f"{LABEL_PROJECT}={project_id}"]}
-    found = [c["Names"][0] for c in api.containers(all=True, filters=filters)]
-    found += [n["Name"] for n in api.networks(filters=filters)]
-    found += [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-              if line.split()[1].startswith(f"{RUN_ROOT}/{project_id}/")]
-    found += [f"gocryptfs {pid}" for pid in subprocess.run(["pgrep", "-f", f"{RUN_ROOT}/{project_id}/"],
-                                                           capture_output=True, text=True).stdout.split()]
-    return sorted(found)
 
 
 @pytest.mark.parametrize("metadata_mode", [ZOOKEEPER], indirect=True)

@@ -1,28 +1,22 @@
 """The prod shape (3 ZooKeeper nodes or KRaft controllers + 3 brokers, RF 3, min ISR 2), in each
-metadata mode: hardened, every probe passes, replication survives a leader kill.
-
-This environment is destructive (a broker is killed), so it is the module's own, not shared.
+metadata mode: hardened, every probe passes, outside scanners find nothing. The faults of the
+same shape are in test_cluster_faults.py.
 """
 
 from __future__ import annotations
 
 import ssl
-import time
-import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from outside_scanner import run_testssl, scan
 from tls_endpoints import client_certs, tls_endpoints
 
 from secure_kafka import verify
 from secure_kafka.model.topology import ADMIN
-from secure_kafka.ops import kafka_admin
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
-RECORDS_BEFORE, RECORDS_AFTER = 200, 200
 pytestmark = pytest.mark.prod_shape
 
 
@@ -72,7 +66,7 @@ def test_testssl_finds_nothing_on_any_listener(prod_env, docker_client, tmp_path
     assert not any(found.values()), {name: issues for name, issues in found.items() if issues}
 
 
-# --- container hardening (before the leader kill: every container is still running) ----------
+# --- container hardening ---------------------------------------------------------------------
 
 MIB = 1024 * 1024
 
@@ -137,46 +131,3 @@ def test_prod_hardening_holds_inside_the_containers(prod_env, docker_client):
         config = "/etc/kafka/config/" + ("zoo.cfg" if node.role == "zookeeper" else "server.properties")
         assert _sh(container, f"head -c0 {config}").exit_code == 0, node.name
         assert _sh(container, f"head -c0 {config}", user="0").exit_code != 0, node.name
-
-
-def test_leader_kill_loses_no_acked_record(prod_env, docker_client):
-    admin = kafka_admin.wait_for_admin(prod_env.admin_mtls_config(), 3)
-    topic = f"replicated-{uuid.uuid4().hex[:6]}"
-    kafka_admin.ensure_topic(admin, topic, replication_factor=3)
-    acked: list[bytes] = []
-    failed: list[str] = []
-
-    def on_delivery(err, msg):
-        (failed.append(err.str()) if err else acked.append(msg.value()))
-
-    producer = Producer({**prod_env.scram_config(ADMIN), "acks": "all", "enable.idempotence": True,
-                         "delivery.timeout.ms": 120000})
-    for i in range(RECORDS_BEFORE):
-        producer.produce(topic, f"before-{i}".encode(), on_delivery=on_delivery)
-    assert producer.flush(60) == 0 and len(acked) == RECORDS_BEFORE, failed
-
-    leader_id = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
-    leader = next(b for b in prod_env.settings.topology.brokers if b.index == leader_id)
-    docker_client.containers.get(leader.container).kill()
-
-    for i in range(RECORDS_AFTER):
-        producer.produce(topic, f"after-{i}".encode(), on_delivery=on_delivery)
-        producer.poll(0)
-    assert producer.flush(120) == 0, "records still unacknowledged two minutes after the leader was killed"
-    assert not failed, failed[:5]
-    assert len(acked) == RECORDS_BEFORE + RECORDS_AFTER
-
-    new_leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
-    assert new_leader != leader_id
-
-    consumer = Consumer({**prod_env.admin_mtls_config(), "group.id": f"check-{uuid.uuid4().hex[:6]}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    seen: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while len(seen) < len(acked) and time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is not None and not msg.error():
-            seen.append(msg.value())
-    consumer.close()
-    assert sorted(seen) == sorted(acked), f"lost {len(set(acked) - set(seen))} acked records"
