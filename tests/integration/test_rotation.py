@@ -3,21 +3,19 @@ min ISR 2), for real, in each metadata mode.
 
 One environment per mode (a prod start costs about a minute here); the tests run in file
 order and each leaves the cluster healthy for the next. While certificates rotate, an
-idempotent acks=all producer writes sequence numbers non-stop; a consumer then checks that
-every acknowledged number is there exactly once and that no send failed.
+idempotent acks=all producer and a consumer run non-stop (tests/steady_traffic.py): every
+record sent is acknowledged and consumed exactly once, and no send failed.
 """
 
 from __future__ import annotations
 
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from interruption import Killed, kill_at
+from steady_traffic import SteadyTraffic
 from tls_endpoints import client_certs, tls_endpoints
 
 from secure_kafka.errors import SecureKafkaError
@@ -45,69 +43,9 @@ def topic(prod_env):
     return name
 
 
-class SequencedProducer:
-    """A background producer (acks=all, idempotent) of sequence numbers 0, 1, 2, ..."""
-
-    def __init__(self, config: dict, topic: str, prefix: str):
-        # One request in flight: with more, a leader change answers the later ones
-        # OUT_OF_ORDER_SEQUENCE_NUMBER, librdkafka bumps the producer epoch and re-sends what
-        # the broker had already written (librdkafka issue 4953: seen here once, 1 duplicate
-        # in a CA rotation). The claim under test is the rotation's, not librdkafka's.
-        self.producer = Producer({**config, "acks": "all", "enable.idempotence": True,
-                                  "max.in.flight.requests.per.connection": 1,
-                                  "delivery.timeout.ms": 300000, "linger.ms": 5})
-        self.topic, self.prefix = topic, prefix
-        self.sent = 0
-        self.acked: list[int] = []
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _on_delivery(self, err, msg):
-        (self.failed.append(err.str()) if err else self.acked.append(int(msg.value().split(b"-")[-1])))
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.producer.produce(self.topic, f"{self.prefix}-{self.sent}".encode(), on_delivery=self._on_delivery)
-                self.sent += 1
-            except BufferError:
-                pass
-            self.producer.poll(0.02)  # about 50 records a second
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.producer.flush(180)
-        self.producer = None  # a client left alive keeps reconnecting with the bundle it loaded
-
-
-def assert_every_record_once(env, topic: str, run: SequencedProducer) -> None:
-    assert run.sent > 100, f"the producer sent only {run.sent} records"
-    assert not run.failed, f"{len(run.failed)} failed sends, e.g. {run.failed[:3]}"
-    assert sorted(run.acked) == list(range(run.sent)), "not every record was acknowledged exactly once"
-    consumer = Consumer({**env.admin_mtls_config(), "group.id": f"check-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    seen: dict[int, int] = {}
-    deadline = time.monotonic() + 120
-    while sum(seen.values()) < run.sent and time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is not None and not msg.error() and msg.value().startswith(run.prefix.encode() + b"-"):
-            seq = int(msg.value().split(b"-")[-1])
-            seen[seq] = seen.get(seq, 0) + 1
-    time.sleep(2)  # anything beyond the expected count would be a duplicate: give it time to show
-    while (msg := consumer.poll(1.0)) is not None:
-        if not msg.error() and msg.value().startswith(run.prefix.encode() + b"-"):
-            seq = int(msg.value().split(b"-")[-1])
-            seen[seq] = seen.get(seq, 0) + 1
-    consumer.close()
-    lost = [s for s in range(run.sent) if s not in seen]
-    duplicated = [s for s, n in seen.items() if n > 1]
-    assert not lost and not duplicated, f"lost {len(lost)} (e.g. {lost[:5]}), duplicated {len(duplicated)}"
+def traffic(env, topic: str) -> SteadyTraffic:
+    """Producer and consumer over SCRAM: no client certificate of the CA being dropped."""
+    return SteadyTraffic(env.scram_config(ADMIN), env.scram_config(ADMIN), topic, PARTITIONS)
 
 
 def presented(env, docker_client, ca_file: Path) -> dict[str, probes.HandshakeResult]:
@@ -170,21 +108,21 @@ def test_ca_rotation_killed_and_resumed_loses_no_record_and_ends_trust_in_the_ol
     old_ca.write_bytes(prod_env.certs.ca_cert_path.read_bytes())
     before = active_serials(prod_env)
     # Clients load their CA bundle at start: one producer until both CAs are trusted ...
-    with SequencedProducer(prod_env.scram_config(ADMIN), topic, "ca-a") as first:
+    with traffic(prod_env, topic) as first:
         paused = rotation.rotate_ca(prod_env, pause_after_trust=True, progress=print)
     assert paused.outcome == "paused"
-    assert_every_record_once(prod_env, topic, first)
+    first.outcome().assert_every_record_once()
     bundle = (prod_env.certs.client_dir(ADMIN) / "ca.crt").read_text()
     assert bundle.count("BEGIN CERTIFICATE") == 2
     # ... and one restarted with the two-CA bundle for the rest.
-    with SequencedProducer(prod_env.scram_config(ADMIN), topic, "ca-b") as second:
+    with traffic(prod_env, topic) as second:
         # Killed as it was about to restart kafka-1 with its new leaf; the next run finds kafka-1
         # in an unknown state, rolls it again and goes on.
         with pytest.raises(Killed):
             rotation.resume(prod_env, progress=print, hook=kill_at("new-leaves:roll:kafka-1"))
         report = rotation.resume(prod_env, progress=print)
     assert report.outcome == "done" and report.phases == ["new-leaves", "drop-old-ca"]
-    assert_every_record_once(prod_env, topic, second)
+    second.outcome().assert_every_record_once()
     after = active_serials(prod_env)
     assert all(after[name] != before[name] for name in before), "a certificate was not re-issued"
 
