@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,20 @@ class Volume:
         """The storage while it is being made: renamed to ``storage`` once it is complete."""
         return self.storage.with_name(f".{self.storage.name}.partial")
 
+    def mark_creation_begun(self) -> None:
+        """Leaves ``partial`` (an empty file) before the volume's key is written: a key beside
+        neither storage nor partial then always means lost data, never a creation cut short."""
+        self.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.partial.touch(mode=0o600)
+
+    def clear_partial(self) -> None:
+        """Removes what an interrupted creation left (it never held data): the marker file, a
+        half-made image, or a half-made ciphertext directory."""
+        if self.partial.is_dir() and not self.partial.is_symlink():
+            shutil.rmtree(self.partial)
+        else:
+            self.partial.unlink(missing_ok=True)
+
 
 class VolumeBackend(Protocol):
     """One way to keep a node's data encrypted (gocryptfs, fscrypt on a loop image; LUKS elsewhere)."""
@@ -62,10 +77,11 @@ class VolumeBackend(Protocol):
 def creating(volume: Volume, what: str) -> Iterator[Path]:
     """Where a backend makes a new volume: ``volume.partial``, renamed to ``volume.storage``
     once the block completes, so a storage that exists is always complete. Refuses to ``what``
-    over an existing volume; a partial left by an interrupted creation is the backend's to clear."""
+    over an existing volume; clears what an interrupted creation left at ``volume.partial``."""
     if volume.storage.exists():
         raise SecureKafkaError(f"{volume.storage} exists: refusing to {what} over existing data")
     volume.storage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    volume.clear_partial()
     yield volume.partial
     os.rename(volume.partial, volume.storage)
 

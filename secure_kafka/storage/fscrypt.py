@@ -121,7 +121,6 @@ class FscryptLoopBackend:
 
     def create(self, volume: Volume, key: bytes) -> None:
         with creating(volume, "make a filesystem") as image:
-            image.unlink(missing_ok=True)  # an interrupted creation: it never held data
             fd = os.open(image, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             try:
                 os.ftruncate(fd, volume.size_bytes)  # sparse: takes space only as data is written
@@ -185,7 +184,7 @@ class FscryptLoopBackend:
     def destroy(self, volume: Volume) -> None:
         self.lock(volume)
         volume.storage.unlink(missing_ok=True)
-        volume.partial.unlink(missing_ok=True)
+        volume.clear_partial()
 
     def state(self, volume: Volume) -> str:
         if not volume.storage.exists():

@@ -150,7 +150,6 @@ class GocryptfsBackend:
 
     def create(self, volume: Volume, key: bytes) -> None:
         with creating(volume, "initialise gocryptfs") as ciphertext:
-            shutil.rmtree(ciphertext, ignore_errors=True)  # an interrupted creation: it never held data
             ciphertext.mkdir(mode=0o700)
             os.chown(ciphertext, CONTAINER_UID, CONTAINER_UID)
             # -scryptn 10 (the minimum): the password is 256 random bits, not a guessable phrase.
@@ -214,7 +213,7 @@ class GocryptfsBackend:
     def destroy(self, volume: Volume) -> None:
         self.lock(volume)
         shutil.rmtree(volume.storage, ignore_errors=True)
-        shutil.rmtree(volume.partial, ignore_errors=True)
+        volume.clear_partial()
 
     def state(self, volume: Volume) -> str:
         if not volume.storage.exists():

@@ -227,6 +227,7 @@ class EncryptedVolumes:
                 )
             else:
                 keys[node] = os.urandom(MASTER_KEY_BYTES)
+                volume.mark_creation_begun()
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_atomic(path, wrap_key(keys[node], self.passphrase(), self.env, node), mode=0o600)
                 new.add(node)
