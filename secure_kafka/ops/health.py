@@ -105,12 +105,18 @@ def cluster_warnings(view: ClusterView, topology: Topology) -> list[str]:
             warnings.append(f"{broker.name} (broker {topology.broker_id(broker)}) is not registered with the cluster: "
                             f"it is down, starting, or cut off from {quorum}; the other replicas serve its partitions")
     if view.offline:
-        warnings.append(f"{len(view.offline)} partitions have no leader ({_examples(view.offline)}): "
+        warnings.append(f"{_partitions(view.offline)} no leader ({_examples(view.offline)}): "
                         "they can be neither written nor read until one of their replicas is back")
     if view.under_replicated:
-        warnings.append(f"{len(view.under_replicated)} partitions are under-replicated ({_examples(view.under_replicated)}): "
+        warnings.append(f"{_partitions(view.under_replicated, 'is', 'are')} under-replicated "
+                        f"({_examples(view.under_replicated)}): "
                         "a replica is down, behind or cut off")
     return warnings
+
+
+def _partitions(partitions: tuple[str, ...], one: str = "has", many: str = "have") -> str:
+    """"1 partition has", "3 partitions have": the count and its verb."""
+    return f"1 partition {one}" if len(partitions) == 1 else f"{len(partitions)} partitions {many}"
 
 
 def _examples(partitions: tuple[str, ...]) -> str:

@@ -1,7 +1,7 @@
 """`up` on an environment that fails `secure-kafka check` applies nothing.
 
-The hardening of running containers is asserted on the prod shape, in test_prod_shape.py
-(one 3+3 cluster per run is what this machine affords).
+The hardening of running containers is asserted on the prod shape, in prod_shape/test_prod_shape.py
+(one 3+3 cluster per mode and run is what this machine affords).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A probe that cannot fail proves nothing. The TLS offers are proven against deliberately weak
 servers; the rest against environments weakened in exactly one way, where exactly the
 matching probe must fail and every other one pass. The prod shape is verified in
-test_prod_shape.py (one 3+3 cluster per run).
+prod_shape/test_prod_shape.py (one 3+3 cluster per mode and run).
 """
 
 from __future__ import annotations

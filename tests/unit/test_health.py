@@ -62,9 +62,11 @@ def test_cluster_warnings_name_missing_brokers_and_count_partitions():
     warnings = health.cluster_warnings(view, ZK_PROD)
     assert warnings[0].startswith("kafka-1 (broker 1) is not registered with the cluster: it is down, starting, "
                                   "or cut off from ZooKeeper")
-    assert warnings[1].startswith("1 partitions have no leader (d-0)")
+    assert warnings[1].startswith("1 partition has no leader (d-0)")
     assert warnings[2].startswith("4 partitions are under-replicated (a-0, a-1, b-0 and 1 more)")
     assert len(warnings) == 3
+    one_behind = health.cluster_warnings(ClusterView(True, registered=(0, 1, 2), under_replicated=("a-0",)), ZK_PROD)
+    assert one_behind[0].startswith("1 partition is under-replicated (a-0)")
 
 
 def test_a_cluster_that_does_not_answer_says_why():

@@ -28,10 +28,10 @@ from ...model.topology import ADMIN, Node
 from ...pki.certstore import CertStore
 from ...proc import Progress, quiet
 from ...verify import probes
+from .. import health
 from ..context import EnvironmentContext
 
 ZOOKEEPER_SERVING = re.compile(r"Peer state changed: (following|leading) - broadcast")
-ZOOKEEPER_STATE = re.compile(r"Peer state changed: (\w+)")
 RELOADED_FILES = (
     ("ssl.keystore.type", "PKCS12"),
     ("ssl.keystore.location", "keystore"),
@@ -79,18 +79,9 @@ class DockerCluster:
         return problems
 
     def _out_of_sync(self) -> str | None:
-        try:
-            metadata = self._admin().list_topics(timeout=10)
-        except KafkaException as exc:
-            return f"the cluster does not answer the admin ({exc.args[0].str()})"
-        expected = len(self.topology.brokers)
-        if len(metadata.brokers) < expected:
-            return f"only {len(metadata.brokers)} of {expected} brokers are registered"
-        lagging = [f"{t.topic}-{p.id}" for t in metadata.topics.values() for p in t.partitions.values()
-                   if set(p.isrs) != set(p.replicas) or p.leader < 0]
-        if lagging:
-            return f"{len(lagging)} partitions are not fully in sync (e.g. {lagging[0]})"
-        return None
+        """What `status` would say is wrong with the cluster's metadata (the first thing), else None."""
+        view = health.read_cluster_view(self.env.admin_mtls_config(), timeout_s=10)
+        return next(iter(health.cluster_warnings(view, self.topology)), None)
 
     def _wait_in_sync(self, timeout_s: float, quiet_fail: bool = False) -> str | None:
         deadline = time.monotonic() + timeout_s
@@ -182,8 +173,7 @@ class DockerCluster:
             return list(quorum)
 
         def is_leader(node: Node) -> bool:
-            states = ZOOKEEPER_STATE.findall(self.engine.logs_tail(node.container, 5000))
-            return bool(states) and states[-1] == "leading"
+            return health.quorum_role(self.engine.logs_tail(node.container, 5000)) == "leader"
 
         return sorted(quorum, key=is_leader)  # followers first: one election, at the end
 

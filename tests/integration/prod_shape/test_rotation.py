@@ -1,8 +1,8 @@
 """`certs rotate` on the prod shape (3 ZooKeeper nodes or KRaft controllers + 3 brokers, RF 3,
 min ISR 2), for real, in each metadata mode.
 
-One environment per mode (a prod start costs about a minute here); the tests run in file
-order and each leaves the cluster healthy for the next. While certificates rotate, an
+The package's environment of each mode (conftest.py); the tests run in file order and each
+leaves the cluster healthy for the next. While certificates rotate, an
 idempotent acks=all producer and a consumer run non-stop (tests/steady_traffic.py): every
 record sent is acknowledged and consumed exactly once, and no send failed.
 """
@@ -21,18 +21,10 @@ from tls_endpoints import client_certs, tls_endpoints
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.topology import ADMIN
 from secure_kafka.ops import kafka_admin, rotation
-from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
 PARTITIONS = 3
 pytestmark = pytest.mark.rotation_roll
-
-
-@pytest.fixture(scope="module")
-def prod_env(metadata_mode, mode_image, tmp_path_factory):
-    with running_environment(tmp_path_factory.mktemp(f"rotation-{metadata_mode}-project"), profile="prod",
-                             metadata_mode=metadata_mode) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")

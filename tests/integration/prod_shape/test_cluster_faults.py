@@ -5,8 +5,8 @@ idempotent ``acks=all`` producer and a consumer (tests/steady_traffic.py) and ch
 acknowledged record is consumed exactly once, that the producer acknowledges again within a
 bound, that ``status`` names the fault while it lasts and is healthy after it.
 
-The faults share one environment per mode, one after the other: each ends healed (a fixture
-heals what a failed test left behind), on a topic of its own. Each prints its row of the
+The faults run one after the other on the package's environment of each mode (conftest.py):
+each ends healed (a fixture heals what a failed test left behind), on a topic of its own. Each prints its row of the
 README's fault table (run with ``-s`` to see them).
 """
 
@@ -24,7 +24,6 @@ from steady_traffic import SteadyTraffic
 from secure_kafka import verify
 from secure_kafka.model.topology import ADMIN
 from secure_kafka.ops import kafka_admin
-from secure_kafka.testing import running_environment
 
 pytestmark = pytest.mark.prod_shape
 
@@ -39,27 +38,20 @@ QUORUM_FAULT_STALL_S = 15
 CUT_OFF_S = 45  # longer than either mode's session timeout and Kafka's replica lag bound (30 s)
 
 
-@pytest.fixture(scope="module")
-def fault_env(metadata_mode, mode_image, tmp_path_factory):
-    with running_environment(tmp_path_factory.mktemp(f"cluster-faults-{metadata_mode}-project"), profile="prod",
-                             metadata_mode=metadata_mode) as env:
-        yield env
-
-
 @pytest.fixture
-def healed(fault_env, docker_client):
+def healed(prod_env, docker_client):
     """The environment, and after the test (also a failed one) every node running, connected and
     the cluster healthy again, so that the next fault starts from a sound cluster."""
-    yield fault_env
-    network = docker_client.networks.get(fault_env.settings.topology.network)
+    yield prod_env
+    network = docker_client.networks.get(prod_env.settings.topology.network)
     attached = {c.name for c in network.containers}
-    for node in fault_env.settings.topology.nodes:
+    for node in prod_env.settings.topology.nodes:
         if node.container not in attached:
             network.connect(node.container, aliases=[node.name])
-    for node in fault_env.settings.topology.nodes:
+    for node in prod_env.settings.topology.nodes:
         if docker_client.containers.get(node.container).status != "running":
             docker_client.api.start(node.container)
-    wait_for_status(fault_env, lambda r: r["healthy"], 180, "healthy again")
+    wait_for_status(prod_env, lambda r: r["healthy"], 180, "healthy again")
 
 
 def wait_for_status(env, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> dict:
@@ -181,8 +173,3 @@ def test_a_broker_cut_off_from_the_network_loses_nothing_and_rejoins(healed, doc
     check_outcome(f"broker cut off for {CUT_OFF_S} s [{env.settings.metadata_mode}]", traffic, started,
                   BROKER_FAULT_STALL_S, f"{next(w for w in during['warnings'] if victim.name in w)}; "
                   f"verify: {len(card.failed)} probes failed ({', '.join(r.probe for r in card.failed[:3])}, ...)")
-
-
-def test_every_probe_passes_after_the_faults(fault_env):
-    card = verify.run(fault_env)
-    assert card.passed, card.table()
