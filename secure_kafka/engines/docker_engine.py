@@ -43,6 +43,8 @@ __all__ = ["ZOOKEEPER_SESSION_EXPIRY_S", "NodeStatus", "DockerEngine"]
 # registration of a broker that was killed, not stopped, outlives it in ZooKeeper.
 ZOOKEEPER_SESSION_EXPIRY_S = 18 + 4
 SIGKILL_EXIT = 128 + 9
+# Docker's userland proxy lets go of a removed container's host ports a moment after the removal.
+PORT_RELEASE_WAIT_S = 10
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ class DockerEngine:
             self.api.remove_container(spec.name, force=True)
         else:
             write_rendered_files(self.root, spec.files)
-        self._check_ports_free(spec)
+        check_ports_free(spec, just_released=existing is not None)
         self._create(plan, spec)
         self.progress(f"{spec.node}: starting")
         self.api.start(spec.name)
@@ -176,17 +178,6 @@ class DockerEngine:
             )
         except docker.errors.ImageNotFound:
             raise SecureKafkaError(f"image {spec.image} not found: run `secure-kafka image build`") from None
-
-    def _check_ports_free(self, spec: ContainerSpec) -> None:
-        for port in spec.ports:
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((port.host_ip, port.host_port))
-                except OSError:
-                    raise SecureKafkaError(
-                        f"port {port.host_ip}:{port.host_port} for {spec.node} is taken: free it or change portBase"
-                    ) from None
 
     # --- health --------------------------------------------------------------------------
 
@@ -288,3 +279,26 @@ class DockerEngine:
             for vol in self.api.volumes(filters=filters).get("Volumes") or []:
                 self.progress(f"volume {vol['Name']}: removing")
                 self.api.remove_volume(vol["Name"], force=True)
+
+
+def check_ports_free(spec: ContainerSpec, just_released: bool = False) -> None:
+    """A port is taken if it cannot be bound. Ports of a container removed a moment ago are
+    released by Docker's proxy asynchronously, so those get a few seconds to come free."""
+    deadline = time.monotonic() + (PORT_RELEASE_WAIT_S if just_released else 0)
+    for port in spec.ports:
+        while not _bindable(port.host_ip, port.host_port):
+            if time.monotonic() >= deadline:
+                raise SecureKafkaError(
+                    f"port {port.host_ip}:{port.host_port} for {spec.node} is taken: free it or change portBase"
+                )
+            time.sleep(0.25)
+
+
+def _bindable(host_ip: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host_ip, port))
+        except OSError:
+            return False
+        return True

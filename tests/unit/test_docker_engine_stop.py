@@ -1,14 +1,18 @@
 """The Docker engine's container steps: a broker that had to be killed waits out its ZooKeeper
-session; a container that matches the plan is restarted only when its volume was mounted again."""
+session; a container that matches the plan is restarted only when its volume was mounted again;
+a port held by someone else is refused, one a removed container still holds gets time to come free."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from types import SimpleNamespace
 
 import pytest
 
-from secure_kafka.build.plan import LABEL_ROLE, LABEL_SPEC_HASH, ContainerSpec, spec_hash
+from secure_kafka.build.plan import LABEL_ROLE, LABEL_SPEC_HASH, ContainerSpec, PortBinding, spec_hash
 from secure_kafka.engines import docker_engine
+from secure_kafka.errors import SecureKafkaError
 
 
 class FakeApi:
@@ -70,3 +74,29 @@ def test_a_matching_running_container_is_restarted_only_when_asked(restart, outc
     engine = docker_engine.DockerEngine(SimpleNamespace(api=api), project_root=None)
     assert engine._apply_container(None, spec, restart=restart) == outcome
     assert api.calls == calls
+
+
+@pytest.fixture
+def held_port():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    yield listener
+    listener.close()
+
+
+def _spec_publishing(port: int) -> ContainerSpec:
+    return ContainerSpec(name="sk-dev-kafka-0", node="kafka-0", role="broker", image="img", command=("x",),
+                         hostname="kafka-0", ports=(PortBinding("127.0.0.1", port, 9093),))
+
+
+def test_a_port_held_by_someone_else_is_refused_at_once(held_port):
+    port = held_port.getsockname()[1]
+    with pytest.raises(SecureKafkaError, match=f"port 127.0.0.1:{port} for kafka-0 is taken: free it or change portBase"):
+        docker_engine.check_ports_free(_spec_publishing(port))
+
+
+def test_a_port_a_replaced_container_still_holds_gets_time_to_come_free(held_port):
+    port = held_port.getsockname()[1]
+    threading.Timer(1.0, held_port.close).start()
+    docker_engine.check_ports_free(_spec_publishing(port), just_released=True)
