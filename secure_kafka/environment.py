@@ -70,6 +70,7 @@ class Environment(EnvironmentContext):
         with self.trail.recorded("up", engine=engine) as changes:
             result = self._apply(plan, engine, started)
             changes.update(nodes=result.nodes, scram_users_created=result.scram_users_created)
+        self.collect_decisions()  # the probes' own denials among them
         return result
 
     def _apply(self, plan: ClusterPlan, engine: str, started: float) -> UpResult:
@@ -124,6 +125,7 @@ class Environment(EnvironmentContext):
             self._down(purge, engine)
             return
         with self.trail.recorded("down", engine=engine):
+            self.collect_decisions()  # while the containers that hold the logs exist
             self._down(purge, engine)
 
     def _down(self, purge: bool, engine: str) -> None:

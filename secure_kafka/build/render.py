@@ -292,6 +292,9 @@ def kafka_node_context(settings: Settings, node: Node, secrets: SecretStore) -> 
         "unclean_leader_election": str(settings.unclean_leader_election).lower(),
         "ssl_client_auth": settings.profile.ssl_client_auth,
         "audit_log_backups": settings.profile.audit_log_backups,
+        "audit_log_file_mb": settings.audit_log_file_mb,
+        # The authorizers log allowed decisions at DEBUG, denied ones at INFO.
+        "audit_level": "DEBUG" if settings.audit_allowed else "INFO",
         **_node_stores(node, secrets),
         **_tls(settings),
     }

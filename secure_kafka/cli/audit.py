@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
+import json as json_mod
+import time
 from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
 
-from ..dockerclient import connect
+from ..environment import Environment
 from ..errors import SecureKafkaError
 from ..ops import audit as audit_mod
+from ..ops.decision_trail import Collected
 from .cluster import open_env
 from .common import echo_json, reporting
 
 app = typer.Typer()
 
+FOLLOW_EVERY_S = 2.0
+
 
 @app.command()
 def audit(
     words: Annotated[list[str], typer.Argument(
-        metavar="ENV | verify ENV",
-        help="An environment name: its decisions (or --operations); `verify ENV`: check its operations trail.")],
+        metavar="ENV | verify ENV | collect ENV",
+        help="An environment name: its decisions (or --operations); `verify ENV`: check its operations trail; "
+             "`collect ENV`: collect the nodes' new decisions into the trail (with --follow: continuously).")],
     denied: Annotated[bool, typer.Option("--denied", help="Only denied decisions.")] = False,
     since: Annotated[str | None, typer.Option(help="Only entries this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
     principal: Annotated[str | None, typer.Option(help="Only decisions or failed logins of this principal: alice or User:alice.")] = None,
     operations: Annotated[bool, typer.Option("--operations", help="The operations trail (who changed the security, how) instead of the decisions.")] = False,
     failed_logins: Annotated[bool, typer.Option("--failed-logins", help="Failed logins (user claimed, listener, client address) instead of the decisions.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help=f"Keep collecting every {FOLLOW_EVERY_S:g} s and print what is new (decisions or failed logins; with --json one object per line) until Ctrl-C.")] = False,
     json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "node", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "failed_logins": [{"time", "node", "principal", "listener", "host", "reason"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
 ) -> None:
     """Read the authorizer's decisions (principal, operation, resource, client address, time) from every broker.
+
+    Each read first collects what the brokers (and KRaft controllers) logged since the last
+    collection into the environment's durable trail, `certs/ENV/audit/decisions/`, and reads
+    that: it outlives the nodes' own rolled logs and their volumes, and only `down --purge` or
+    the profile's retention (prod: 90 days) removes it. `audit collect ENV --follow` collects
+    continuously (run it as a service where the nodes' logs roll faster than you read them).
 
     `--failed-logins` reads the refused logins instead: the user a SCRAM client claimed (a TLS
     handshake that failed has no principal), the listener, and the client's address as the
@@ -40,25 +53,30 @@ def audit(
     was changed, removed, reordered or cut off (exit 1).
     """
     with reporting():
-        if words[0] == "verify" and len(words) == 2:
-            _verify(words[1], json)
+        if len(words) == 2 and words[0] in ("verify", "collect"):
+            (_verify if words[0] == "verify" else _collect)(words[1], json, follow)
             return
         if len(words) != 1:
-            raise SecureKafkaError(f"unexpected {' '.join(words[1:])!r}: use `audit ENV [options]` or `audit verify ENV`")
+            raise SecureKafkaError(f"unexpected {' '.join(words[1:])!r}: use `audit ENV [options]`, `audit verify ENV` "
+                                   "or `audit collect ENV`")
         if operations and failed_logins:
             raise SecureKafkaError("--operations and --failed-logins read different trails: choose one")
         if operations and principal:
             raise SecureKafkaError("--principal filters decisions and failed logins; the operations trail is by operator")
+        if operations and follow:
+            raise SecureKafkaError("--follow follows decisions or failed logins; the operations trail grows only by commands")
         env = words[0]
         cutoff = datetime.now(timezone.utc) - audit_mod.parse_duration(since) if since else None
-        environment = open_env(env, quiet=True)
+        environment = open_env(env)
         if operations:
             entries = [e for e in environment.trail.entries()
                        if cutoff is None or datetime.fromisoformat(e["time"]) >= cutoff]
-        elif failed_logins:
-            refused = audit_mod.read_failed_logins(connect(), environment.settings, cutoff, principal)
         else:
-            decisions = audit_mod.select(audit_mod.read(connect(), environment.settings.topology), denied, cutoff, principal)
+            environment.collect_decisions()
+            if failed_logins:
+                refused = audit_mod.failed_logins_in(environment.decisions.texts(cutoff), environment.settings, cutoff, principal)
+            else:
+                decisions = audit_mod.decisions_in(environment.decisions.texts(cutoff), denied, cutoff, principal)
     if operations:
         if json:
             echo_json({"env": env, "operations": entries})
@@ -66,20 +84,59 @@ def audit(
             typer.echo(f"{entry['time']} #{entry['seq']} {entry['operator']}: {entry['command']} {entry['args']} "
                        f"-> {entry['outcome']} {entry['changes']}")
         return
+    found = refused if failed_logins else decisions
+    if json and not follow:
+        echo_json({"env": env, "failed_logins" if failed_logins else "decisions": [f.to_json() for f in found]})
+        return
+    _print(found, json)
+    if follow:
+        with reporting():
+            _follow(environment, lambda fresh: _print(_select(environment, fresh, failed_logins, denied, principal), json))
+
+
+def _select(environment: Environment, fresh: list[Collected], failed_logins: bool, denied: bool,
+            principal: str | None) -> list:
+    """What the filters let through of newly collected lines (``--since`` held for the first read)."""
+    texts = [(c.node, c.text) for c in fresh]
     if failed_logins:
+        return audit_mod.failed_logins_in(texts, environment.settings, None, principal)
+    return audit_mod.decisions_in(texts, denied, None, principal)
+
+
+def _print(entries: list, json: bool) -> None:
+    for entry in entries:
+        typer.echo(json_mod.dumps(entry.to_json(), sort_keys=True) if json else str(entry))
+
+
+def _follow(environment: Environment, show) -> None:
+    """Collects every FOLLOW_EVERY_S and hands each round's new lines to ``show``, until Ctrl-C."""
+    try:
+        while True:
+            time.sleep(FOLLOW_EVERY_S)
+            show(environment.collect_decisions())
+    except KeyboardInterrupt:
+        return
+
+
+def _collect(env: str, json: bool, follow: bool) -> None:
+    environment = open_env(env)
+
+    def report(collected: list[Collected]) -> None:
         if json:
-            echo_json({"env": env, "failed_logins": [f.to_json() for f in refused]})
-        for login in [] if json else refused:
-            typer.echo(str(login))
-        return
-    if json:
-        echo_json({"env": env, "decisions": [d.to_json() for d in decisions]})
-        return
-    for decision in decisions:
-        typer.echo(str(decision))
+            typer.echo(json_mod.dumps({"env": env, "collected": {c.node: len(c.lines) for c in collected},
+                                       "gaps": [c.node for c in collected if c.gap]}, sort_keys=True))
+        elif not follow or any(c.lines for c in collected):
+            typer.echo(f"{env}: collected " + ", ".join(f"{c.node} {len(c.lines)}" for c in collected)
+                       + f" lines into {environment.decisions.directory}")
+
+    report(environment.collect_decisions())
+    if follow:
+        _follow(environment, report)
 
 
-def _verify(env: str, json: bool) -> None:
+def _verify(env: str, json: bool, follow: bool) -> None:
+    if follow:
+        raise SecureKafkaError("--follow goes with `audit ENV` or `audit collect ENV`, not with `audit verify`")
     verdict = open_env(env, quiet=True).trail.verify()
     if json:
         echo_json({"env": env, "entries": verdict.entries, "ok": verdict.ok, "problem": verdict.problem})

@@ -25,6 +25,8 @@ __all__ = ["Violation", "check", "enforce"]
 
 # Published ports stay out of the privileged range and inside the TCP range.
 MIN_PORT, MAX_PORT = 1024, 65535
+# A node's audit log file rolls at this size at most: its tail is read back on every collection.
+MAX_AUDIT_LOG_FILE_MB = 1024
 
 _KEY_OF_FIELD = {field: key for key, (field, _) in KEYS.items()}
 
@@ -152,6 +154,9 @@ def check(settings: Settings) -> list[Violation]:
                       f"{settings.bind_address} publishes the listeners on {where} without allowPublicBind",
                       "set bindAddress to 127.0.0.1, or set allowPublicBind to true to publish on purpose")
     _check_ports(settings, violation)
+    if not 1 <= settings.audit_log_file_mb <= MAX_AUDIT_LOG_FILE_MB:
+        violation("audit_log_file_mb", "audit-log-file-size",
+                  f"a node's audit log file rolls at 1..{MAX_AUDIT_LOG_FILE_MB} MB", "set auditLogFileMb to 10")
 
     # --- storage and containers -------------------------------------------------------------
     if not settings.encrypted_volumes and p.encrypted_volumes_required:

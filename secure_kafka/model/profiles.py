@@ -82,7 +82,8 @@ class Profile:
     allow_plaintext_loopback: bool
     encrypted_volumes: bool
     encrypted_volumes_required: bool
-    audit_log_backups: int  # rolled 10 MB audit files kept besides the current one
+    audit_log_backups: int  # rolled audit files (auditLogFileMb each) kept besides the current one
+    audit_retention_days: int  # the host's collected decisions trail (ops/decision_trail.py)
     # --- containers -----------------------------------------------------------------------
     broker_heap_mb: int
     zookeeper_heap_mb: int
@@ -132,6 +133,7 @@ DEV = Profile(
     encrypted_volumes=True,
     encrypted_volumes_required=False,
     audit_log_backups=5,
+    audit_retention_days=30,
     broker_heap_mb=512,
     zookeeper_heap_mb=256,
     broker_cpus=1.0,
@@ -158,6 +160,7 @@ CI = replace(
     expiry_warning_days=1,
     allow_plaintext_loopback=False,
     audit_log_backups=2,
+    audit_retention_days=7,
     allow_writable_rootfs=False,
 )
 
@@ -192,6 +195,7 @@ PROD = Profile(
     encrypted_volumes_required=True,
     # Authorization decisions are evidence: keep 500 MB of them on the (encrypted) volume.
     audit_log_backups=50,
+    audit_retention_days=90,
     broker_heap_mb=1024,
     zookeeper_heap_mb=512,
     # Limits are ceilings, not reservations; 2 CPUs is what the smallest host we run has.
@@ -278,7 +282,8 @@ TABLE_ROWS = (
     ("CA validity", lambda p: f"{p.ca_validity_days} d"),
     ("PLAINTEXT listener on 127.0.0.1", lambda p: "opt-in" if p.allow_plaintext_loopback else "refused"),
     ("encrypted volumes", lambda p: "required" if p.encrypted_volumes_required else ("on (opt-out allowed)" if p.encrypted_volumes else "off")),
-    ("audit log kept", lambda p: f"current + {p.audit_log_backups} × 10 MB"),
+    ("audit log kept on a node", lambda p: f"current + {p.audit_log_backups} × auditLogFileMb (10 MB)"),
+    ("collected decisions kept on the host", lambda p: f"{p.audit_retention_days} days"),
     ("heap broker / ZooKeeper", lambda p: f"{p.broker_heap_mb} / {p.zookeeper_heap_mb} MiB"),
     ("CPUs broker / ZooKeeper", lambda p: f"{p.broker_cpus:g} / {p.zookeeper_cpus:g}"),
     ("pids per container", lambda p: str(p.pids_limit)),

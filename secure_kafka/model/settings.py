@@ -81,6 +81,12 @@ class Settings:
     # and is a ZooKeeper environment: reading it as KRaft would re-initialise its data.
     metadata_mode: str = ZOOKEEPER
     controllers: int = 1  # KRaft mode's controller quorum; zookeeper_nodes is ZooKeeper mode's
+    # Allowed decisions in the audit trail too (denied ones always are): what an auditor asks
+    # for ("who read this topic"), at a cost in log volume measured in benchmarks/audit_cost_bench.py.
+    audit_allowed: bool = True
+    # Size of each node's own audit log file before it rolls (the node keeps the profile's
+    # audit_log_backups of them; the durable trail is collected from them, README, Audit).
+    audit_log_file_mb: int = 10
 
     @functools.cached_property
     def topology(self) -> Topology:
@@ -131,6 +137,8 @@ KEYS: dict[str, tuple[str, type]] = {
     "readOnlyRootfs": ("read_only_rootfs", bool),
     "volumeSizeGib": ("volume_size_gib", int),
     "volumeBackend": ("volume_backend", str),
+    "auditAllowed": ("audit_allowed", bool),
+    "auditLogFileMb": ("audit_log_file_mb", int),
 }
 
 # What each key means, written as a comment above it by `init` (a test keeps it complete).
@@ -155,6 +163,8 @@ KEY_HELP: dict[str, str] = {
     "readOnlyRootfs": "containers' root filesystem read-only (prod: required)",
     "volumeSizeGib": "size of a new fscrypt volume image (gocryptfs grows with the host filesystem)",
     "volumeBackend": "gocryptfs or fscrypt: how volumes are encrypted (see README, Encryption at rest)",
+    "auditAllowed": "allowed decisions in the audit trail too, not only denied ones (default true; README, Audit)",
+    "auditLogFileMb": "size in MB of each node's audit log file before it rolls, 1..1024 (the durable trail collects them)",
 }
 
 

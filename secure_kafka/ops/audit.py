@@ -3,14 +3,15 @@
 Each broker's authorizer (``AclAuthorizer`` in ZooKeeper mode, ``StandardAuthorizer`` in
 KRaft mode, where the controllers have one too) logs its decisions
 (``kafka.authorizer.logger``: allowed at DEBUG, denied at INFO) to
-``/var/lib/kafka/audit/kafka-authorizer.log`` on the node's volume, rolled at 10 MB with a
+``/var/lib/kafka/audit/kafka-authorizer.log`` on the node's volume, rolled at auditLogFileMb (10 MB) with a
 bounded number of backups (templates/log4j-broker.properties.j2, log4j2-kafka.properties.j2).
 Kafka's network layer logs every failed login to the same file: the client's address, the
 local address and port (which name the listener), and why; for SCRAM, the user the client
 claimed (our SCRAM provider puts it in the message: docker/java/.../NamedScramFailures.java).
-``read`` and ``read_failed_logins`` fetch the current file and its backups from every such
-container through the Docker API (``get_archive``: works on a stopped container too) and
-parse each line; parsing is pure and tested on its own.
+``collect`` fetches what is new in every such container's files through the Docker API
+(``get_archive``: works on a stopped container too) into the environment's durable trail
+(``ops/decision_trail.py``), which outlives the node's rolling and its volume;
+``decisions_in`` and ``failed_logins_in`` parse that trail, or what one collection brought. Parsing is pure and tested on its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -29,11 +31,13 @@ from ..build.render import AUDIT_LOG, broker_listeners
 from ..errors import SecureKafkaError
 from ..model.settings import Settings
 from ..model.topology import CONTROLLER_PORT, Node, Topology
+from ..proc import Progress, quiet
+from .decision_trail import Collected, DecisionTrail, complete_lines, new_lines
 
 __all__ = ["Decision", "FailedLogin", "parse_line", "parse_log", "parse_failed_logins", "parse_duration", "principal_named", "select",
-           "listener_names", "read", "read_failed_logins"]
+           "listener_names", "held_lines", "collect", "decisions_in", "failed_logins_in"]
 
-AUDIT_DIR, _, AUDIT_FILE = AUDIT_LOG.rpartition("/")
+AUDIT_DIR = AUDIT_LOG.rpartition("/")[0]
 
 # ZooKeeper mode's AclAuthorizer (Kafka 3.9):
 # [2026-11-29 06:15:35,047] INFO Principal = User:alice is Denied Operation = Describe from host = 172.23.0.1
@@ -62,6 +66,8 @@ FAILED_LOGIN = re.compile(
     r"\(channelId=\S+?:(?P<port>\d+)-[^\s:]+:\d+(?:-\d+)+\) \((?P<reason>.*)\)$"
 )
 CLAIMED_USER = re.compile(r" for user (?P<user>\S+) with SASL mechanism (?P<mechanism>\S+)$")
+# Reads of a rolling log until two agree: rolls come seconds apart even under load.
+STABLE_READ_ATTEMPTS = 5
 DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
@@ -173,23 +179,12 @@ def select(decisions: list[Decision], denied_only: bool = False, since: datetime
     return sorted(chosen, key=lambda d: (d.time, d.node))
 
 
-def _log_files(archive: bytes) -> dict[str, str]:
-    """File name -> text of the audit files in a ``get_archive`` tar of the audit directory."""
-    files = {}
+def _file_text(archive: bytes) -> str | None:
+    """The text of the one file in a ``get_archive`` tar of it."""
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        for member in tar.getmembers():
-            name = member.name.rpartition("/")[2]
-            if member.isfile() and (name == AUDIT_FILE or name.startswith(AUDIT_FILE + ".")):
-                extracted = tar.extractfile(member)
-                if extracted is not None:
-                    files[name] = extracted.read().decode("utf-8", errors="replace")
-    return files
-
-
-def _rotation_order(name: str) -> int:
-    """Oldest first: kafka-authorizer.log.5 ... .log.1, then kafka-authorizer.log."""
-    suffix = name[len(AUDIT_FILE) + 1:]
-    return -int(suffix) if suffix.isdigit() else 0
+        member = next((m for m in tar.getmembers() if m.isfile()), None)
+        extracted = tar.extractfile(member) if member is not None else None
+        return extracted.read().decode("utf-8", errors="replace") if extracted is not None else None
 
 
 def listener_names(settings: Settings, node: Node) -> dict[int, str]:
@@ -199,37 +194,96 @@ def listener_names(settings: Settings, node: Node) -> dict[int, str]:
     return {listener.port: listener.name for listener in broker_listeners(settings, node)}
 
 
-def _audit_files(client: docker.DockerClient, topology: Topology) -> list[tuple[Node, str]]:
-    """``(node, text)`` of every audit file (oldest first) of every node that authorizes: the
-    brokers and, in KRaft mode, the controllers (brokers forward CreateTopics, DeleteTopics,
-    CreateAcls and the like to them, and they decide those with their own authorizer)."""
-    found = []
-    for node in topology.controllers + topology.brokers:
-        try:
-            container = client.containers.get(node.container)
-            stream, _ = container.get_archive(AUDIT_DIR)
-            archive = b"".join(stream)
-        except docker.errors.NotFound:
-            raise SecureKafkaError(f"{node.name}: no container {node.container} or no audit log in it: "
-                                   f"run `secure-kafka up {topology.env}`") from None
-        except docker.errors.APIError as exc:
-            raise SecureKafkaError(f"{node.name}: reading {AUDIT_DIR} failed ({exc.explanation})") from None
-        files = _log_files(archive)
-        found += [(node, files[name]) for name in sorted(files, key=_rotation_order)]
-    return found
+def _file_lines(container, path: str) -> list[str] | None:
+    """The complete lines of one file in the container (``get_archive``: a stopped one too);
+    None when there is no such file."""
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    text = _file_text(b"".join(stream))
+    return complete_lines(text) if text is not None else None
 
 
-def read(client: docker.DockerClient, topology: Topology) -> list[Decision]:
-    """Every decision recorded by every node of the environment that authorizes."""
-    return [d for node, text in _audit_files(client, topology) for d in parse_log(text, node.name)]
+def held_lines(container, node: Node, tail: Sequence[str] = ()) -> list[str]:
+    """The node's complete audit lines, oldest first, back to where ``tail`` (the last lines
+    collected from it) is; all of them without a tail.
+
+    The current file alone when it holds the tail (the usual case); else the rolled files,
+    newest first (``.1``, ``.2``, ...), until one holds it: prod keeps 50 × 10 MB by default, and a
+    collection reads what it needs. A roll renames every file while they are read (one could
+    be read twice or missed), so ``.1`` is read again at the end: changed, the walk is repeated."""
+    try:
+        current = _file_lines(container, AUDIT_LOG) or []
+        if tail and current and new_lines(current, tail)[1]:
+            return current
+        for _ in range(STABLE_READ_ATTEMPTS):
+            newest = _file_lines(container, f"{AUDIT_LOG}.1")
+            rolled: list[str] = []
+            number, older = 1, newest
+            while older is not None:
+                found = bool(tail) and new_lines(older + rolled[:len(tail)], tail)[1]
+                rolled = older + rolled
+                if found:
+                    break
+                number += 1
+                older = _file_lines(container, f"{AUDIT_LOG}.{number}")
+            current = _file_lines(container, AUDIT_LOG) or []
+            if _file_lines(container, f"{AUDIT_LOG}.1") == newest:
+                return rolled + current
+        raise SecureKafkaError(f"{node.name}: its audit log rolled during each of {STABLE_READ_ATTEMPTS} reads")
+    except docker.errors.APIError as exc:
+        raise SecureKafkaError(f"{node.name}: reading {AUDIT_DIR} failed ({exc.explanation})") from None
 
 
-def read_failed_logins(client: docker.DockerClient, settings: Settings, since: datetime | None = None,
-                       principal: str | None = None) -> list[FailedLogin]:
-    """Every failed login recorded by the environment's brokers and controllers (since
-    ``since``, of ``principal`` when given), oldest first."""
+def collect(client: docker.DockerClient, topology: Topology, trail: DecisionTrail,
+            progress: Progress = quiet) -> list[Collected]:
+    """Appends to ``trail`` what every node that authorizes logged since the last collection:
+    the brokers and, in KRaft mode, the controllers (brokers forward CreateTopics, DeleteTopics,
+    CreateAcls and the like to them, and they decide those with their own authorizer). A node
+    without a container, or whose files cannot be read (a stopped container whose volume is
+    locked), is skipped with a warning: its log waits on its volume for the next collection."""
+    collected = []
+    with trail.locked():
+        for node in topology.controllers + topology.brokers:
+            try:
+                container = client.containers.get(node.container)
+                held = held_lines(container, node, trail.tail(node.name))
+            except docker.errors.NotFound:
+                progress(f"audit: {node.name} has no container; its decisions are collected once it runs again")
+                continue
+            except SecureKafkaError as exc:
+                progress(f"audit: {exc}; its decisions are collected at the next collection")
+                continue
+            done = trail.append(node.name, held, datetime.now(timezone.utc))
+            if done.gap:
+                progress(f"audit: {node.name}'s log no longer holds where the last collection stopped: "
+                         f"decisions may be missing (collect more often: `secure-kafka audit collect {topology.env} --follow`)")
+            collected.append(done)
+    return collected
+
+
+def decisions_in(texts: Iterable[tuple[str, str]], denied_only: bool = False, since: datetime | None = None,
+                 principal: str | None = None) -> list[Decision]:
+    """The decisions in ``(node, text)`` pairs (``DecisionTrail.texts()``, or what a collection
+    brought) that pass every filter given, by time (``select``). A line is parsed only if its
+    text can pass: over a large trail parsing is most of the time (benchmarks/audit_filter_bench.py)."""
     wanted = principal_named(principal) if principal else None
-    found = [f for node, text in _audit_files(client, settings.topology)
-             for f in parse_failed_logins(text, node.name, listener_names(settings, node))
+    needles = [n for n in (wanted and f"Principal = {wanted} is ", denied_only and " is Denied ") if n]
+    # To the second, as the lines spell their time: the exact cut is select's.
+    earliest = since.astimezone(timezone.utc).strftime("[%Y-%m-%d %H:%M:%S") if since else ""
+    parsed = (parse_line(line, node) for node, text in texts for line in text.splitlines()
+              if line[:20] >= earliest and all(n in line for n in needles))
+    return select([d for d in parsed if d is not None], denied_only, since, principal)
+
+
+def failed_logins_in(texts: Iterable[tuple[str, str]], settings: Settings, since: datetime | None = None,
+                     principal: str | None = None) -> list[FailedLogin]:
+    """Every failed login in ``(node, text)`` pairs (since ``since``, of ``principal`` when
+    given), oldest first."""
+    wanted = principal_named(principal) if principal else None
+    nodes = {n.name: n for n in settings.topology.nodes}
+    found = [f for name, text in texts if name in nodes
+             for f in parse_failed_logins(text, name, listener_names(settings, nodes[name]))
              if (since is None or f.time >= since) and (wanted is None or f.principal == wanted)]
     return sorted(found, key=lambda f: (f.time, f.node))

@@ -10,12 +10,14 @@ from their inputs without the lifecycle that called them.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
 
 from confluent_kafka.admin import AdminClient
 
 from ..build.planner import environment_labels
+from ..dockerclient import connect
 from ..errors import SecureKafkaError
 from ..model.settings import Project, Settings
 from ..model.topology import ADMIN
@@ -23,7 +25,8 @@ from ..pki.certstore import CertStore
 from ..pki.secretstore import SecretStore, scram_password_name
 from ..proc import Progress, quiet
 from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
-from . import clients, kafka_admin
+from . import audit, clients, kafka_admin
+from .decision_trail import Collected, DecisionTrail
 from .trail import Trail
 
 __all__ = ["EnvironmentContext"]
@@ -59,6 +62,18 @@ class EnvironmentContext:
     def trail(self) -> Trail:
         """The operations trail (``ops/trail.py``): who changed this environment's security, and how."""
         return Trail(self.project.certs_dir(self.env) / "audit", self.secrets)
+
+    @property
+    def decisions(self) -> DecisionTrail:
+        """The decisions and failed logins collected from the nodes' audit logs (``ops/decision_trail.py``)."""
+        return DecisionTrail(self.project.certs_dir(self.env) / "audit" / "decisions")
+
+    def collect_decisions(self) -> list[Collected]:
+        """Collects what the nodes logged since the last collection, then drops the days past
+        the profile's retention."""
+        collected = audit.collect(connect(), self.settings.topology, self.decisions, self.progress)
+        self.decisions.prune(self.settings.profile.audit_retention_days, dt.datetime.now(dt.timezone.utc).date())
+        return collected
 
     @property
     def labels(self) -> dict[str, str]:

@@ -34,6 +34,7 @@ from . import probes
 from .network import _refused
 from .scorecard import ProbeResult, _where, result
 from .target import Target
+from .trail import probe_denials_collected
 
 PROBE_USER_PREFIX = "verify-probe-"
 AUTH_TIMEOUT_S = 15  # a refused SCRAM login surfaces within this
@@ -158,6 +159,8 @@ def probe_authorization(t: Target) -> list[ProbeResult]:
             _denied("authz.consume", _consume(conf, topic, group=name)),
             _denied("authz.create-topic", _create_topic(conf, own_topic)),
             _denied("authz.alter-acl", _grant_self(conf, f"User:{name}", own_topic)),
+            # The refusals above are decisions the authorizer logged: the durable trail has them.
+            probe_denials_collected(t, f"User:{name}"),
         ]
     finally:
         _remove_probe_user(admin, name, own_topic)

@@ -30,7 +30,6 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from secure_kafka.dockerclient import connect
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import acl
 from secure_kafka.model.topology import ADMIN
@@ -95,9 +94,15 @@ def apply(env, prune: bool = False) -> acladmin.ApplyResult:
     return acladmin.apply(env.admin_client(), acladmin.load_desired(env), prune=prune)
 
 
+def collected_decisions(env) -> list[audit.Decision]:
+    """Every decision in the environment's trail, after collecting what the nodes logged since the last time."""
+    env.collect_decisions()
+    return audit.decisions_in(env.decisions.texts())
+
+
 def denied_in_audit(env, principal: str, since) -> set[tuple[str, str, str]]:
     """(operation, resource type, resource) of every denial of ``principal`` since ``since``."""
-    decisions = audit.select(audit.read(connect(), env.settings.topology), denied_only=True, since=since)
+    decisions = audit.select(collected_decisions(env), denied_only=True, since=since)
     return {(d.operation, d.resource_type, d.resource) for d in decisions if d.principal == principal}
 
 
@@ -180,7 +185,7 @@ def test_deny_by_default_and_declared_grants(authz, auth):
     assert ("Create", "Cluster", "kafka-cluster") in denied or ("Create", "Topic", f"{topic_a}-new") in denied, denied
     assert ("Alter", "Cluster", "kafka-cluster") in denied, denied
     # ... and the allowed write of A is there too, not as a denial.
-    allowed = [d for d in audit.select(audit.read(connect(), env.settings.topology), since=started)
+    allowed = [d for d in audit.select(collected_decisions(env), since=started)
                if d.principal == principal and d.allowed]
     assert any(d.operation == "Write" and d.resource == topic_a for d in allowed), allowed
 
@@ -347,7 +352,8 @@ def test_failed_logins_are_in_the_audit_trail(dev_env, docker_client, tmp_path):
     gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
     deadline = time.monotonic() + 20
     while True:
-        logins = audit.read_failed_logins(connect(), dev_env.settings, since)
+        dev_env.collect_decisions()
+        logins = audit.failed_logins_in(dev_env.decisions.texts(), dev_env.settings, since)
         by_principal = {login.principal: login for login in logins}
         tls = [login for login in logins if login.principal is None and login.listener == "SSL_EXT"]
         # The forged name arrives escaped, whole, on one line (the parser needs the line's end).

@@ -95,6 +95,24 @@ def test_an_over_wide_acl_fails_exactly_the_produce_probe(dev_env):
     assert produce.observed == "written"
 
 
+def test_an_edited_operations_trail_fails_exactly_its_probe(dev_env):
+    """One entry's outcome rewritten (what someone hiding a failed command would do); the file
+    is put back afterwards, so on the shared env."""
+    path = dev_env.trail.path
+    original = path.read_bytes()
+    lines = original.decode().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"outcome": "ok"', '"outcome": "failed"')
+    assert "".join(lines).encode() != original, lines[0]
+    path.write_text("".join(lines))
+    try:
+        card = verify.run(dev_env, quick=True)
+    finally:
+        path.write_bytes(original)
+    assert failed(card) == {"audit.operations-chain"}, card.table()
+    chain = next(r for r in card.results if r.probe == "audit.operations-chain")
+    assert "entry 1" in chain.observed, chain.observed
+
+
 def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(metadata_mode, mode_image, tmp_path, docker_client):
     """One small environment of each mode, weakened three times, one thing at a time (a second
     cluster would cost another start): first dev's PLAINTEXT loopback listener, then, with it

@@ -72,9 +72,22 @@ def test_audit_refuses_a_bad_duration(project):
 @pytest.mark.parametrize("options, reason", [
     (["--operations", "--failed-logins"], "read different trails"),
     (["--operations", "--principal", "alice"], "the operations trail is by operator"),
+    (["--operations", "--follow"], "the operations trail grows only by commands"),
 ])
 def test_audit_refuses_filters_that_do_not_go_together(project, options, reason):
     assert runner.invoke(app, ["init", "dev"]).exit_code == 0
     result = runner.invoke(app, ["audit", "dev", *options])
+    assert result.exit_code == 1 and reason in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("words, reason", [
+    (["verify", "dev", "--follow"], "--follow goes with `audit ENV` or `audit collect ENV`"),
+    (["collect", "dev", "extra"], "unexpected 'dev extra'"),
+    (["dev", "more"], "use `audit ENV [options]`, `audit verify ENV` or `audit collect ENV`"),
+])
+def test_audit_refuses_words_it_does_not_take(project, words, reason):
+    assert runner.invoke(app, ["init", "dev"]).exit_code == 0
+    result = runner.invoke(app, ["audit", *words])
     assert result.exit_code == 1 and reason in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1

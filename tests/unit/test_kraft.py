@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_render import parse_properties
 
-from secure_kafka.build import image, kraft
+from secure_kafka.build import image, kraft, render
 from secure_kafka.build.planner import build_plan
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model import profiles, settings
@@ -180,3 +180,18 @@ def test_each_mode_has_its_own_image_and_inputs():
     assert "bin/zookeeper-server-start" not in kraft_bin
     launcher = dict(image.build_inputs("kraft"))["bin/kafka-server-start"]
     assert launcher.parent.parent.name == "kafka-4.4" and "StorageTool format" in launcher.read_text()
+
+
+@pytest.mark.parametrize("allowed, level, file_mb", [(True, "DEBUG", 10), (False, "INFO", 1)])
+def test_audit_settings_decide_what_is_logged_and_when_it_rolls_in_either_mode(secrets, allowed, level, file_mb):
+    """The authorizers log allowed decisions at DEBUG and denied ones at INFO (auditAllowed);
+    the file rolls at auditLogFileMb."""
+    settings = kraft_settings(audit_allowed=allowed, audit_log_file_mb=file_mb)
+    config = parse_properties(_rendered(settings, "kafka-0", secrets)["log4j2.properties"])
+    assert config["logger.audit.level"] == level
+    assert config["appender.audit.policies.size.size"] == f"{file_mb}MB"
+    zookeeper_mode = dataclasses.replace(settings, metadata_mode="zookeeper")
+    broker = zookeeper_mode.topology.node("kafka-0")
+    log4j = parse_properties(render.render_broker(zookeeper_mode, broker, secrets)["log4j.properties"])
+    assert log4j["log4j.logger.kafka.authorizer.logger"] == f"{level}, audit"
+    assert log4j["log4j.appender.audit.MaxFileSize"] == f"{file_mb}MB"

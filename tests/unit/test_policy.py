@@ -72,6 +72,8 @@ BAD = [
     ("prod", {"portBase": 65520}, "portBase", "port-range"),
     ("dev", {"portBase": 9090}, "portBase", "port-collision"),
     ("prod", {"portBase": 9070}, "portBase", "port-collision"),
+    ("dev", {"auditLogFileMb": 0}, "auditLogFileMb", "audit-log-file-size"),
+    ("prod", {"auditLogFileMb": 4096}, "auditLogFileMb", "audit-log-file-size"),
 ]
 
 # Overrides each profile allows: they pass.
@@ -93,6 +95,7 @@ GOOD = [
     ("prod", {"bindAddress": "0.0.0.0", "allowPublicBind": True}),
     ("prod", {"zookeeperNodes": 5, "brokers": 5, "keyAlgorithm": "rsa-3072", "leafValidityDays": 90}),
     ("prod", {"portBase": 65500}),
+    ("prod", {"auditLogFileMb": 1}),
 ]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from secure_kafka import verify
 from secure_kafka.verify import checks, network, probes
+from secure_kafka.verify.trail import denials_in
 
 
 def card(*passed: bool, quick: bool = False) -> verify.Scorecard:
@@ -136,3 +137,14 @@ def test_zookeeper_shell_outputs_are_judged_by_what_they_prove(probe, output, ex
     """Only an answer or the refusal's own words decide a ZooKeeper probe; anything else is
     asked again (twice at most) and then fails as unexpected."""
     assert verify.zookeeper_verdict(probe, output, "/intruder") == expected
+
+
+def test_the_denials_probe_finds_only_denials_of_its_own_user():
+    def line(principal: str, decision: str) -> str:
+        return (f"[2026-12-06 12:00:00,000] INFO Principal = {principal} is {decision} Operation = Write from host = "
+                f"172.18.0.1 on resource = Topic:LITERAL:t for request = Produce with resourceRefCount = 1\n")
+
+    texts = [("kafka-0", line("User:probe-1", "Allowed") + line("User:other", "Denied"))]
+    assert denials_in(texts, "User:probe-1") == []  # allowed, or someone else's: the probe fails
+    texts.append(("kafka-1", line("User:probe-1", "Denied")))
+    assert [(d.node, d.principal) for d in denials_in(texts, "User:probe-1")] == [("kafka-1", "User:probe-1")]
