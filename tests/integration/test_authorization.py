@@ -288,7 +288,8 @@ def test_apply_converges_from_a_half_done_apply(authz):
 
 def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
     """users add, `acl apply --prune` (the CLI), a leaf rotation and users remove: each one entry
-    of the operations trail, chained and intact, and no password, key or passphrase in it."""
+    of the operations trail, chained and intact, and no password, key or passphrase in it, nor in
+    the decisions trail."""
     name, topic = f"trail-{uuid.uuid4().hex[:8]}", f"trail-{uuid.uuid4().hex[:8]}"
     trail, before = dev_env.trail, len(dev_env.trail.entries())
     acl_path = acl.acl_file(dev_env.project.root, dev_env.env)
@@ -322,9 +323,10 @@ def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
     assert ours[2]["changes"]["outcome"] == "done" and name in ours[2]["changes"]["serials"], ours[2]
     assert grant in ours[3]["changes"]["deleted"], ours[3]
     assert trail.verify().ok, trail.verify().problem
-    text = trail.path.read_text() + trail.head_path.read_text()
+    dev_env.collect_decisions()
+    text = trail.path.read_text() + trail.head_path.read_text() + "".join(t for _, t in dev_env.decisions.texts())
     secrets = [password, dev_env.certs.passphrase(), *(dev_env.secrets.get(n) for n in dev_env.secrets.names())]
-    assert not [s for s in secrets if s in text], "a secret in the operations trail"
+    assert not [s for s in secrets if s in text], "a secret in the operations or decisions trail"
     assert "PRIVATE KEY" not in text
 
 
