@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 from ..errors import SecureKafkaError
 from .profiles import TLS_VERSIONS
-from .settings import KEYS, NAMESPACE, Settings
+from .settings import DEFAULT_AUDIT_LOG_FILE_MB, KEYS, NAMESPACE, Settings
 from .topology import BROKER_INTERNAL_PORT, KRAFT, ZOOKEEPER
 
 __all__ = ["Violation", "check", "enforce"]
@@ -156,7 +156,7 @@ def check(settings: Settings) -> list[Violation]:
     _check_ports(settings, violation)
     if not 1 <= settings.audit_log_file_mb <= MAX_AUDIT_LOG_FILE_MB:
         violation("audit_log_file_mb", "audit-log-file-size",
-                  f"a node's audit log file rolls at 1..{MAX_AUDIT_LOG_FILE_MB} MB", "set auditLogFileMb to 10")
+                  f"a node's audit log file rolls at 1..{MAX_AUDIT_LOG_FILE_MB} MB", f"set auditLogFileMb to {DEFAULT_AUDIT_LOG_FILE_MB}")
 
     # --- storage and containers -------------------------------------------------------------
     if not settings.encrypted_volumes and p.encrypted_volumes_required:

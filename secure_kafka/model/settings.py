@@ -43,6 +43,7 @@ __all__ = [
 # benchmarks/at_rest_mechanisms.py). Choose fscrypt where /proc/crypto lists aesni_intel.
 BACKENDS = ("gocryptfs", "fscrypt")
 DEFAULT_BACKEND = "gocryptfs"
+DEFAULT_AUDIT_LOG_FILE_MB = 10
 
 NAMESPACE = "secure-kafka"
 # The project id of settings made in memory, not read from a project (tests, `init`'s defaults).
@@ -86,7 +87,7 @@ class Settings:
     audit_allowed: bool = True
     # Size of each node's own audit log file before it rolls (the node keeps the profile's
     # audit_log_backups of them; the durable trail is collected from them, README, Audit).
-    audit_log_file_mb: int = 10
+    audit_log_file_mb: int = DEFAULT_AUDIT_LOG_FILE_MB
 
     @functools.cached_property
     def topology(self) -> Topology:

@@ -34,6 +34,7 @@ __all__ = ["Collected", "DecisionTrail", "FINGERPRINT_LINES", "GAP_PREFIX", "com
 FINGERPRINT_LINES = 16
 GAP_PREFIX = "# gap: "
 SEGMENT = re.compile(r"^(\d{4}-\d\d-\d\d)\.log$")
+READ_CHUNK = 64 * 1024  # segments are read from their end, this much at a time
 
 
 def complete_lines(text: str) -> list[str]:
@@ -65,16 +66,19 @@ def new_lines(held: Sequence[str], collected_tail: Sequence[str]) -> tuple[list[
     return list(held), False
 
 
+def _text(lines: Sequence[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
 def _last_lines(path: Path, count: int | None = None, max_bytes: int | None = None) -> list[str]:
     """The last complete lines of ``path``: ``count`` of them, or those in its last ``max_bytes``;
     read backwards in chunks."""
-    chunk = 64 * 1024
     with open(path, "rb") as f:
         position = f.seek(0, os.SEEK_END)
         data = b""
         while position > 0 and (count is None or data.count(b"\n") <= count) \
                 and (max_bytes is None or len(data) < max_bytes):
-            step = min(chunk, position)
+            step = min(READ_CHUNK, position)
             position -= step
             f.seek(position)
             data = f.read(step) + data
@@ -92,7 +96,7 @@ class Collected:
 
     @property
     def text(self) -> str:
-        return "".join(f"{line}\n" for line in self.lines)
+        return _text(self.lines)
 
 
 class DecisionTrail:
@@ -125,8 +129,16 @@ class DecisionTrail:
             f.seek(size - 1)
             if f.read(1) == b"\n":
                 return
-            f.seek(0)
-            f.truncate(f.read().rfind(b"\n") + 1)
+            end = size  # a day's segment can be large: look for the last newline from the end
+            while end > 0:
+                start = max(0, end - READ_CHUNK)
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+            f.truncate(end)
             os.fsync(f.fileno())
 
     def tail(self, node: str, count: int = FINGERPRINT_LINES) -> list[str]:
@@ -144,14 +156,14 @@ class DecisionTrail:
     def recent(self, max_bytes: int) -> list[tuple[str, str]]:
         """``(node, text)`` of the last ``max_bytes`` of each node's newest segment: what was
         collected a moment ago, without reading the whole trail."""
-        return [(node, "".join(f"{line}\n" for line in _last_lines(segments[-1], max_bytes=max_bytes)))
+        return [(node, _text(_last_lines(segments[-1], max_bytes=max_bytes)))
                 for node in self.nodes() if (segments := self._segments(node))]
 
     def append(self, node: str, held: Sequence[str], now: dt.datetime) -> Collected:
         """Appends what ``held`` (the node's audit lines now, oldest first) has that was not collected."""
         tail = self.tail(node)
         fresh, found = new_lines(held, tail)
-        text = "".join(f"{line}\n" for line in fresh)
+        text = _text(fresh)
         if not found:
             text = (f"{GAP_PREFIX}{now.isoformat(timespec='seconds')} {node}'s audit log no longer holds the last "
                     f"line collected from it (rolled past it, or its volume was replaced): decisions between "

@@ -14,7 +14,7 @@ RECENT_BYTES = 8 * 1024 * 1024  # of each node's newest segment: what was collec
 
 
 def denials_in(texts: list[tuple[str, str]], principal: str) -> list[audit.Decision]:
-    return [d for d in audit.decisions_in(texts) if d.principal == principal and not d.allowed]
+    return audit.decisions_in(texts, denied_only=True, principal=principal)
 
 
 def probe_denials_collected(t: Target, principal: str) -> ProbeResult:
