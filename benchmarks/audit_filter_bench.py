@@ -6,7 +6,8 @@ them denials, 100 principals, a failed login every 1,000 lines) into an environm
 trail (``DecisionTrail``, in a temporary directory), then times what the command does after
 its collection: read the trail, then filter it (``decisions_in`` with the filters: only lines
 whose text can pass are parsed) and, for comparison, parse every line and filter afterwards
-(``select``), and parse the failed logins (``--failed-logins``). The collection itself (new lines only, out of the containers) is
+(``select``), and parse the failed logins (``--failed-logins``); also the append itself (every
+line sealed, ``ops/decision_seals.py``) and ``audit verify`` over the whole trail. The collection itself (new lines only, out of the containers) is
 measured on a real cluster by ``audit_cost_bench.py``.
 
     .venv/bin/python benchmarks/audit_filter_bench.py [--entries 1000000]
@@ -53,14 +54,20 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sk-bench-trail-") as directory:
-        trail = DecisionTrail(Path(directory))
-        trail.append("kafka-0", lines(args.entries), START + timedelta(milliseconds=10 * args.entries))
+        trail = DecisionTrail(Path(directory), lambda: b"a benchmark's trail key")
+        written = lines(args.entries)
+        appending = time.perf_counter()
+        trail.append("kafka-0", written, START + timedelta(milliseconds=10 * args.entries))
+        appended = time.perf_counter()
         since = START + timedelta(milliseconds=10 * args.entries // 2)
         started = time.perf_counter()
         texts = trail.texts(since)
         read = time.perf_counter()
         chosen = audit.decisions_in(texts, denied_only=True, since=since, principal="app-10")
         filtered = time.perf_counter()
+        verdict = trail.verify()
+        verified = time.perf_counter()
+        assert verdict.ok and verdict.entries == args.entries, verdict
     everything = audit.decisions_in(texts)
     parsed = time.perf_counter()
     assert audit.select(everything, denied_only=True, since=since, principal="app-10") == chosen
@@ -70,9 +77,12 @@ def main() -> None:
     print(f"{args.entries:,} lines: {len(everything):,} decisions, {len(logins):,} failed logins")
     print(f"`audit --denied --since --principal`: read the trail {read - started:.2f} s, filter {filtered - read:.2f} s "
           f"-> {len(chosen):,} decisions")
-    print(f"for comparison: parse every decision {parsed - filtered:.2f} s, every failed login {parsed_logins - parsed:.2f} s")
+    print(f"for comparison: parse every decision {parsed - verified:.2f} s, every failed login {parsed_logins - parsed:.2f} s")
+    print(f"collecting them (one append, each line sealed): {appended - appending:.2f} s; "
+          f"`audit verify` (every line against its seal): {verified - filtered:.2f} s")
     print(f"total {total:.2f} s, {args.entries / total:,.0f} lines/s; ratio to the {TARGET_SECONDS:.0f} s target: "
           f"{total / TARGET_SECONDS:.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -67,13 +67,14 @@ class Environment(EnvironmentContext):
     def up(self, engine: str = "docker") -> UpResult:
         started = time.monotonic()
         plan = self.prepare()
-        with self.trail.recorded("up", engine=engine) as changes:
-            result = self._apply(plan, engine, started)
+        with self.trail.recorded("up", engine=engine, overrides=policy.overrides(self.settings)) as changes:
+            result = self._apply(plan, engine, started, changes)
             changes.update(nodes=result.nodes, scram_users_created=result.scram_users_created)
         self.collect_decisions()  # the probes' own denials among them
         return result
 
-    def _apply(self, plan: ClusterPlan, engine: str, started: float) -> UpResult:
+    def _apply(self, plan: ClusterPlan, engine: str, started: float, changes: dict[str, object]) -> UpResult:
+        """Applies ``plan``; what it changed goes into ``changes`` as it happens (the trail entry's)."""
         if engine == "pulumi":
             # The program maps this plan, unlocks the volumes and provisions the cluster (engines/pulumi).
             stack = PulumiEngine(self.project.root, self.env, self.progress)
@@ -83,6 +84,7 @@ class Environment(EnvironmentContext):
                                                 outputs["verification"]["roundTripS"])
         else:
             opened = self.open_volumes()
+            changes["volumes"] = opened  # created, unlocked or remounted, per node
             remounted = frozenset(node for node, outcome in opened.items() if outcome == "remounted")
             nodes = DockerEngine(connect(), self.project.root, self.progress).apply(plan, restart=remounted)
             provisioned = provision.provision(self)

@@ -25,7 +25,7 @@ FOLLOW_EVERY_S = 2.0
 def audit(
     words: Annotated[list[str], typer.Argument(
         metavar="ENV | verify ENV | collect ENV",
-        help="An environment name: its decisions (or --operations); `verify ENV`: check its operations trail; "
+        help="An environment name: its decisions (or --operations); `verify ENV`: check both trails' chains and MACs; "
              "`collect ENV`: collect the nodes' new decisions into the trail (with --follow: continuously).")],
     denied: Annotated[bool, typer.Option("--denied", help="Only denied decisions.")] = False,
     since: Annotated[str | None, typer.Option(help="Only entries this recent: 30s, 15m, 2h, 1d, 1h30m.")] = None,
@@ -33,7 +33,7 @@ def audit(
     operations: Annotated[bool, typer.Option("--operations", help="The operations trail (who changed the security, how) instead of the decisions.")] = False,
     failed_logins: Annotated[bool, typer.Option("--failed-logins", help="Failed logins (user claimed, listener, client address) instead of the decisions.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help=f"Keep collecting every {FOLLOW_EVERY_S:g} s and print what is new (decisions or failed logins; with --json one object per line) until Ctrl-C.")] = False,
-    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "node", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "failed_logins": [{"time", "node", "principal", "listener", "host", "reason"}]}, {"env", "operations": [...]} or {"env", "entries", "ok", "problem"}.')] = False,
+    json: Annotated[bool, typer.Option("--json", help='Print {"env", "decisions": [{"time", "node", "principal", "allowed", "operation", "resource_type", "pattern", "resource", "host", "request"}]}, {"env", "failed_logins": [{"time", "node", "principal", "listener", "host", "reason"}]}, {"env", "operations": [...]} or, for `verify`, {"env", "ok", "operations": {"entries", "ok", "problem"}, "decisions": {"lines", "ok", "problem"}}.')] = False,
 ) -> None:
     """Read the authorizer's decisions (principal, operation, resource, client address, time) from every broker.
 
@@ -49,8 +49,9 @@ def audit(
 
     `--operations` reads the operations trail instead: every `up`, `down`, `users add/remove`,
     `acl apply`, `certs init/rotate` with its operator, arguments, outcome and what changed.
-    `audit verify ENV` checks the trail's hash chain and MACs and names the first entry that
-    was changed, removed, reordered or cut off (exit 1).
+    `audit verify ENV` checks both trails: the operations trail's hash chain and MACs, and the
+    seal of every collected decision line; it names the first entry or line that was changed,
+    removed, reordered or cut off (exit 1).
     """
     with reporting():
         if len(words) == 2 and words[0] in ("verify", "collect"):
@@ -137,10 +138,16 @@ def _collect(env: str, json: bool, follow: bool) -> None:
 def _verify(env: str, json: bool, follow: bool) -> None:
     if follow:
         raise SecureKafkaError("--follow goes with `audit ENV` or `audit collect ENV`, not with `audit verify`")
-    verdict = open_env(env, quiet=True).trail.verify()
+    environment = open_env(env, quiet=True)
+    operations, decisions = environment.trail.verify(), environment.decisions.verify()
     if json:
-        echo_json({"env": env, "entries": verdict.entries, "ok": verdict.ok, "problem": verdict.problem})
-    if not verdict.ok:
-        raise SecureKafkaError(f"the operations trail of {env} is not as written: {verdict.problem}")
+        echo_json({"env": env, "ok": operations.ok and decisions.ok,
+                   "operations": {"entries": operations.entries, "ok": operations.ok, "problem": operations.problem},
+                   "decisions": {"lines": decisions.entries, "ok": decisions.ok, "problem": decisions.problem}})
+    if not operations.ok:
+        raise SecureKafkaError(f"the operations trail of {env} is not as written: {operations.problem}")
+    if not decisions.ok:
+        raise SecureKafkaError(f"the decisions trail of {env} is not as collected: {decisions.problem}")
     if not json:
-        typer.echo(f"the operations trail of {env}: {verdict.entries} entries, chain and MACs intact")
+        typer.echo(f"the operations trail of {env}: {operations.entries} entries, chain and MACs intact")
+        typer.echo(f"the decisions trail of {env}: {decisions.entries} lines, seals intact")

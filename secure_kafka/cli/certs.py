@@ -29,7 +29,7 @@ def init(env: EnvArgument) -> None:
     with common.reporting():
         store = _store(env)
         records = store.init()
-        Trail(store.root / "audit", store.secrets).append(
+        Trail.of_environment(store.root).append(
             "certs init", {}, "ok", {"certificates": [record.name for record in records]})
         typer.echo(f"created the PKI of {env!r} in {store.relative(store.root)}: {len(records)} certificates")
         for record in records:

@@ -17,6 +17,7 @@ from ..model import acl, policy
 from ..model import settings as settings_mod
 from ..model.profiles import get_profile
 from ..model.settings import Project
+from ..ops.trail import Trail
 from .common import MetadataMode, echo_json, progress, prompt_passphrase, reporting
 
 app = typer.Typer()
@@ -52,6 +53,9 @@ def init(
             raise SecureKafkaError(f"--port-base {port_base}: {violations[0].reason}: pass a value in range, e.g. 19000")
         path = project.write(settings)
         acls = acl.write_example(project.root, env)  # commented, grants nothing; kept if present
+        Trail.of_environment(project.certs_dir(env)).append(
+            "init", {"profile": profile, "port_base": port_base, "metadata_mode": metadata_mode.value}, "ok",
+            {"files": [path.name] + ([f"acls/{env}.yaml"] if acls else [])})
     typer.echo(f"wrote {path.name} (profile {profile}, {metadata_mode.value} mode){f' and acls/{env}.yaml' if acls else ''}; next: secure-kafka up {env}")
 
 

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 
 from ..errors import SecureKafkaError
 from .profiles import TLS_VERSIONS
-from .settings import DEFAULT_AUDIT_LOG_FILE_MB, KEYS, NAMESPACE, Settings
+from .settings import DEFAULT_AUDIT_LOG_FILE_MB, KEYS, NAMESPACE, Settings, defaults
 from .topology import BROKER_INTERNAL_PORT, KRAFT, ZOOKEEPER
 
-__all__ = ["Violation", "check", "enforce"]
+__all__ = ["SECURITY_KEYS", "Violation", "check", "enforce", "overrides"]
 
 # Published ports stay out of the privileged range and inside the TCP range.
 MIN_PORT, MAX_PORT = 1024, 65535
@@ -29,6 +29,12 @@ MIN_PORT, MAX_PORT = 1024, 65535
 MAX_AUDIT_LOG_FILE_MB = 1024
 
 _KEY_OF_FIELD = {field: key for key, (field, _) in KEYS.items()}
+
+# The stack-file keys that weaken or strengthen a security property: each set away from its
+# profile's default is an override, recorded with every `up` in the operations trail.
+SECURITY_KEYS = ("bindAddress", "allowPublicBind", "plaintextLoopback", "encryptedVolumes", "keyAlgorithm",
+                 "leafValidityDays", "tlsVersions", "tls12Reason", "uncleanLeaderElection", "readOnlyRootfs",
+                 "auditAllowed")
 
 # The metadata quorum of each mode, checked by the same rules (a majority must stay up); the
 # other mode's count is not read. mode -> (Settings field, what it counts, (min, max, odd) rules)
@@ -198,3 +204,11 @@ def enforce(settings: Settings) -> None:
             f"environment {settings.env!r} breaks profile {settings.profile.name} in {len(violations)} "
             f"setting(s): {summary}: nothing applied; run `secure-kafka check {settings.env}` for the fixes"
         )
+
+
+def overrides(settings: Settings) -> dict[str, object]:
+    """The security settings (``SECURITY_KEYS``) set away from the profile's defaults, by stack-file key."""
+    default = defaults(settings.env, settings.profile, settings.port_base)
+    changed = {key: getattr(settings, KEYS[key][0]) for key in SECURITY_KEYS
+               if getattr(settings, KEYS[key][0]) != getattr(default, KEYS[key][0])}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in changed.items()}  # as the stack file spells it

@@ -27,7 +27,7 @@ from ..proc import Progress, quiet
 from ..storage.volumes import EncryptedVolumes, make_backend, run_dir
 from . import audit, clients, kafka_admin
 from .decision_trail import Collected, DecisionTrail
-from .trail import Trail
+from .trail import TRAIL_KEY, Trail
 
 __all__ = ["EnvironmentContext"]
 
@@ -66,7 +66,8 @@ class EnvironmentContext:
     @property
     def decisions(self) -> DecisionTrail:
         """The decisions and failed logins collected from the nodes' audit logs (``ops/decision_trail.py``)."""
-        return DecisionTrail(self.project.certs_dir(self.env) / "audit" / "decisions")
+        return DecisionTrail(self.project.certs_dir(self.env) / "audit" / "decisions",
+                             lambda: self.secrets.get(TRAIL_KEY).encode())
 
     def collect_decisions(self) -> list[Collected]:
         """Collects what the nodes logged since the last collection, then drops the days past

@@ -14,8 +14,11 @@ lines does not occur twice. Not found: the node's log rolled past it or was repl
 line it holds is then new, and a gap line says that decisions may be missing in between.
 
 Exactly once, also when the collector dies: the trail's own last lines are the checkpoint (no
-second file that could disagree with it), an append is one write, fsynced, and a torn last
-line left by a crash is cut off before the next collection (those lines are collected again).
+second file that could disagree with it), an append is one write, fsynced, and lines a crash
+left unsealed (a torn one too) are cut before the next collection: they are collected again.
+
+Every line is sealed in a MAC chain as it is appended (``ops/decision_seals.py``): ``verify``
+names the first line changed, removed or reordered since.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ import datetime as dt
 import fcntl
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from .decision_seals import NodeSeals
+from .trail import Verdict
 
 __all__ = ["Collected", "DecisionTrail", "FINGERPRINT_LINES", "GAP_PREFIX", "complete_lines", "new_lines"]
 
@@ -102,8 +108,12 @@ class Collected:
 class DecisionTrail:
     """One environment's collected audit lines, a directory per node, a file per UTC day."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, mac_key: Callable[[], bytes]):
         self.directory = directory
+        self._mac_key = mac_key  # the environment's trail key, read when a seal is made or checked
+
+    def _seals(self, node: str) -> NodeSeals:
+        return NodeSeals(self.directory / node, self._mac_key)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -120,33 +130,13 @@ class DecisionTrail:
     def nodes(self) -> list[str]:
         return sorted(p.name for p in self.directory.iterdir() if p.is_dir()) if self.directory.is_dir() else []
 
-    def _repair(self, segment: Path) -> None:
-        """Cuts a torn last line (a collector killed in its write): it is collected again."""
-        with open(segment, "rb+") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
-                return
-            end = size  # a day's segment can be large: look for the last newline from the end
-            while end > 0:
-                start = max(0, end - READ_CHUNK)
-                f.seek(start)
-                newline = f.read(end - start).rfind(b"\n")
-                if newline >= 0:
-                    end = start + newline + 1
-                    break
-                end = start
-            f.truncate(end)
-            os.fsync(f.fileno())
-
     def tail(self, node: str, count: int = FINGERPRINT_LINES) -> list[str]:
         """The last ``count`` audit lines collected from ``node`` (gap lines are the trail's own),
-        read from the end of its newest segments: a day's segment can be large."""
+        read from the end of its newest segments (a day's segment can be large), once what a
+        killed collection left is put right."""
+        self._seals(node).ready()
         found: list[str] = []
         for segment in reversed(self._segments(node)):
-            self._repair(segment)
             lines = [line for line in _last_lines(segment, count=count) if not line.startswith(GAP_PREFIX)]
             found = lines[-(count - len(found)):] + found
             if len(found) >= count:
@@ -160,23 +150,26 @@ class DecisionTrail:
                 for node in self.nodes() if (segments := self._segments(node))]
 
     def append(self, node: str, held: Sequence[str], now: dt.datetime) -> Collected:
-        """Appends what ``held`` (the node's audit lines now, oldest first) has that was not collected."""
-        tail = self.tail(node)
-        fresh, found = new_lines(held, tail)
-        text = _text(fresh)
-        if not found:
-            text = (f"{GAP_PREFIX}{now.isoformat(timespec='seconds')} {node}'s audit log no longer holds the last "
-                    f"line collected from it (rolled past it, or its volume was replaced): decisions between "
-                    f"that line and the next may be missing\n") + text
-        if text:
+        """Appends what ``held`` (the node's audit lines now, oldest first) has that was not
+        collected, and seals it."""
+        fresh, found = new_lines(held, self.tail(node))
+        lines = fresh if found else [
+            f"{GAP_PREFIX}{now.isoformat(timespec='seconds')} {node}'s audit log no longer holds the last line "
+            f"collected from it (rolled past it, or its volume was replaced): decisions between that line and "
+            f"the next may be missing", *fresh]
+        if lines:
+            seals = self._seals(node)
+            head = seals.ready()
             folder = self.directory / node
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(folder / f"{now.date().isoformat()}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            day = now.astimezone(dt.timezone.utc).date().isoformat()
+            fd = os.open(folder / f"{day}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, text.encode())
+                os.write(fd, _text(lines).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            seals.seal(head, day, lines)
         return Collected(node, tuple(fresh), not found)
 
     def texts(self, since: dt.datetime | None = None) -> list[tuple[str, str]]:
@@ -192,11 +185,16 @@ class DecisionTrail:
     def prune(self, retention_days: int, today: dt.date) -> list[Path]:
         """Deletes the segments of days before the retention window; returns them. A node's
         newest segment stays whatever its age: its last lines say where collection stopped."""
-        oldest_kept = today - dt.timedelta(days=retention_days)
-        removed = []
+        oldest_kept = (today - dt.timedelta(days=retention_days)).isoformat()
+        with self.locked():
+            return [removed for node in self.nodes() for removed in self._seals(node).prune(oldest_kept)]
+
+    def verify(self) -> Verdict:
+        """Every node's lines against their seals: the lines checked, and the first problem."""
+        checked = 0
         for node in self.nodes():
-            for segment in self._segments(node)[:-1]:
-                if dt.date.fromisoformat(segment.name[:10]) < oldest_kept:
-                    segment.unlink()
-                    removed.append(segment)
-        return removed
+            verdict = self._seals(node).verify()
+            checked += verdict.entries
+            if not verdict.ok:
+                return Verdict(checked, verdict.problem)
+        return Verdict(checked, None)

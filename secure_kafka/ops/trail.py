@@ -73,6 +73,13 @@ class Trail:
         self.head_path = directory / "head.json"
         self.secrets = secrets
 
+    @classmethod
+    def of_environment(cls, certs_dir: Path) -> Trail:
+        """The trail of the environment whose files are in ``certs_dir`` (``certs/<env>``), made
+        0700 if it does not exist yet (``init`` records itself before any certificate)."""
+        certs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(certs_dir / "audit", SecretStore(certs_dir / "secrets.json"))
+
     def _mac(self, data: bytes) -> str:
         return hmac.new(self.secrets.get(TRAIL_KEY).encode(), data, hashlib.sha256).hexdigest()
 

@@ -46,7 +46,7 @@ from .network import (
 )
 from .scorecard import PROBES, ProbeResult, Scorecard, result
 from .target import Target
-from .trail import probe_operations_trail
+from .trail import probe_trail_chains
 from .zookeeper import probe_four_letter_words, probe_node_certificates_only, probe_zookeeper
 
 # Left out of the quick set `up` runs on dev and ci: each starts a JVM in a one-off container.
@@ -66,7 +66,7 @@ GROUPS: tuple[tuple[Callable[[Target], list[ProbeResult]], tuple[str, ...]], ...
     (probe_scram, ("scram.admin", "scram.wrong-password", "scram.unknown-user")),
     (probe_authorization, ("authz.produce", "authz.consume", "authz.create-topic", "authz.alter-acl",
                            "audit.denials-collected")),
-    (probe_operations_trail, ("audit.operations-chain",)),
+    (probe_trail_chains, ("audit.operations-chain", "audit.decisions-chain")),
     (probe_zookeeper, ("zookeeper.anonymous-read", "zookeeper.anonymous-write", "zookeeper.plaintext")),
     (probe_four_letter_words, ("zookeeper.four-letter-words",)),
     (probe_node_certificates_only, ("zookeeper.node-certificates-only",)),

@@ -34,6 +34,7 @@ PROBES: dict[str, str] = {
     "authz.alter-acl": "a fresh SCRAM user granting itself an ACL",
     "audit.denials-collected": "the authz probes' own denials, collected into the env's durable decisions trail",
     "audit.operations-chain": "the operations trail's hash chain and MACs (`audit verify`)",
+    "audit.decisions-chain": "the decisions trail's sealed lines (`audit verify`)",
     "zookeeper.anonymous-read": "ZooKeeper read over TLS without SASL",
     "zookeeper.anonymous-write": "ZooKeeper write over TLS without SASL",
     "zookeeper.plaintext": "ZooKeeper over plaintext (ports 2181 and 2182), with valid SASL",

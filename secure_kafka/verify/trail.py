@@ -1,5 +1,5 @@
 """Probes of the audit trail: the authorization probe's own denials reach the durable decisions
-trail (``ops/decision_trail.py``), and the operations trail's chain and MACs hold."""
+trail (``ops/decision_trail.py``), and both trails' chains and MACs hold."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def probe_denials_collected(t: Target, principal: str) -> ProbeResult:
     return result("audit.denials-collected", f"the denials of {principal} in the trail", observed, bool(found))
 
 
-def probe_operations_trail(t: Target) -> list[ProbeResult]:
-    verdict = t.env.trail.verify()
-    observed = f"{verdict.entries} entries, chain and MACs intact" if verdict.ok else verdict.problem
-    return [result("audit.operations-chain", "every entry as written", observed, verdict.ok)]
+def probe_trail_chains(t: Target) -> list[ProbeResult]:
+    operations, decisions = t.env.trail.verify(), t.env.decisions.verify()
+    return [
+        result("audit.operations-chain", "every entry as written",
+               f"{operations.entries} entries, chain and MACs intact" if operations.ok else operations.problem, operations.ok),
+        result("audit.decisions-chain", "every collected line as collected",
+               f"{decisions.entries} lines, seals intact" if decisions.ok else decisions.problem, decisions.ok),
+    ]

@@ -31,7 +31,7 @@ from confluent_kafka.admin import (
 )
 
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.model import acl
+from secure_kafka.model import acl, policy
 from secure_kafka.model.topology import ADMIN
 from secure_kafka.ops import acladmin, audit, clients, kafka_admin, rotation, users
 from secure_kafka.pki import CA
@@ -323,7 +323,12 @@ def test_operations_are_in_the_trail_with_their_outcome_and_no_secret(dev_env):
     assert ours[2]["changes"]["outcome"] == "done" and name in ours[2]["changes"]["serials"], ours[2]
     assert grant in ours[3]["changes"]["deleted"], ours[3]
     assert trail.verify().ok, trail.verify().problem
+    up = next(e for e in trail.entries() if e["command"] == "up")  # the shared env's own
+    assert up["args"]["overrides"] == policy.overrides(dev_env.settings), up
+    assert set(up["changes"].get("volumes", {})) == ({n.name for n in dev_env.settings.topology.nodes}
+                                                     if dev_env.settings.encrypted_volumes else set()), up
     dev_env.collect_decisions()
+    assert dev_env.decisions.verify().ok, dev_env.decisions.verify().problem
     text = trail.path.read_text() + trail.head_path.read_text() + "".join(t for _, t in dev_env.decisions.texts())
     secrets = [password, dev_env.certs.passphrase(), *(dev_env.secrets.get(n) for n in dev_env.secrets.names())]
     assert not [s for s in secrets if s in text], "a secret in the operations or decisions trail"

@@ -24,6 +24,7 @@ from secure_kafka.environment import Environment
 from secure_kafka.model.acl import Binding
 from secure_kafka.model.topology import CONTROLLER_PORT, ZK_SECURE_CLIENT_PORT
 from secure_kafka.ops import acladmin
+from secure_kafka.ops.decision_trail import FINGERPRINT_LINES
 from secure_kafka.testing import running_environment
 from secure_kafka.verify import probes
 
@@ -95,22 +96,35 @@ def test_an_over_wide_acl_fails_exactly_the_produce_probe(dev_env):
     assert produce.observed == "written"
 
 
-def test_an_edited_operations_trail_fails_exactly_its_probe(dev_env):
-    """One entry's outcome rewritten (what someone hiding a failed command would do); the file
-    is put back afterwards, so on the shared env."""
+def test_edited_trails_fail_exactly_their_probes(dev_env):
+    """One operations entry's outcome rewritten (what someone hiding a failed command would do),
+    and one collected decision made to read otherwise, in place and of the same length (so
+    collection goes on beside it); both are put back afterwards, so on the shared env."""
     path = dev_env.trail.path
     original = path.read_bytes()
     lines = original.decode().splitlines(keepends=True)
     lines[0] = lines[0].replace('"outcome": "ok"', '"outcome": "failed"')
     assert "".join(lines).encode() != original, lines[0]
+    dev_env.collect_decisions()
+    node = max(dev_env.decisions.nodes(), key=lambda n: sum(len(t) for name, t in dev_env.decisions.texts() if name == n))
+    segment = sorted((dev_env.decisions.directory / node).glob("*.log"))[0]
+    first = segment.read_bytes().split(b"\n", 1)[0]
+    assert len(dev_env.decisions.tail(node, count=FINGERPRINT_LINES + 1)) > FINGERPRINT_LINES  # the edit is not in the tail
     path.write_text("".join(lines))
+    with open(segment, "rb+") as f:
+        f.write(first.swapcase())
     try:
         card = verify.run(dev_env, quick=True)
     finally:
         path.write_bytes(original)
-    assert failed(card) == {"audit.operations-chain"}, card.table()
+        with open(segment, "rb+") as f:
+            f.write(first)
+    assert failed(card) == {"audit.operations-chain", "audit.decisions-chain"}, card.table()
     chain = next(r for r in card.results if r.probe == "audit.operations-chain")
     assert "entry 1" in chain.observed, chain.observed
+    decisions = next(r for r in card.results if r.probe == "audit.decisions-chain")
+    assert f"{segment} line 1: changed" in decisions.observed, decisions.observed
+    assert dev_env.decisions.verify().ok
 
 
 def test_plaintext_listener_then_public_bind_fail_exactly_their_probe(metadata_mode, mode_image, tmp_path, docker_client):

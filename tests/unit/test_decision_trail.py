@@ -9,6 +9,7 @@ import tarfile
 
 import docker.errors
 import pytest
+from audit_lines import lines, trail_key
 
 from secure_kafka.build.render import AUDIT_LOG
 from secure_kafka.model.topology import Node
@@ -17,12 +18,6 @@ from secure_kafka.ops.decision_trail import FINGERPRINT_LINES, GAP_PREFIX, Decis
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.timezone.utc)
 
-
-def lines(first: int, last: int) -> list[str]:
-    """Authorizer lines numbered first..last-1, each unique as real ones are (time, principal, resource)."""
-    return [f"[2026-12-06 12:00:{n // 1000:02d},{n % 1000:03d}] INFO Principal = User:u{n} is Denied Operation = Describe "
-            f"from host = 172.18.0.1 on resource = Topic:LITERAL:t{n} for request = Metadata with resourceRefCount = 1"
-            for n in range(first, last)]
 
 
 @pytest.mark.parametrize("held, tail, expected, found", [
@@ -45,7 +40,7 @@ def test_complete_lines_leave_a_line_being_written():
 
 
 def test_each_line_is_appended_once_as_the_log_grows_and_rolls(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     log = lines(0, 100)
     assert len(trail.append("kafka-0", log[:30], NOW).lines) == 30
     assert trail.append("kafka-0", log[:30], NOW).lines == ()  # collected again: nothing new
@@ -58,7 +53,7 @@ def test_each_line_is_appended_once_as_the_log_grows_and_rolls(tmp_path):
 
 
 def test_a_log_rolled_past_the_last_collection_is_taken_whole_with_a_gap_line(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     trail.append("kafka-0", lines(0, 30), NOW)
     collected = trail.append("kafka-0", lines(50, 60), NOW)
     assert collected.gap and len(collected.lines) == 10
@@ -69,7 +64,7 @@ def test_a_log_rolled_past_the_last_collection_is_taken_whole_with_a_gap_line(tm
 
 
 def test_a_collector_killed_mid_write_leaves_a_torn_line_that_is_cut_and_collected_again(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     trail.append("kafka-0", lines(0, 10), NOW)
     segment = tmp_path / "decisions" / "kafka-0" / "2026-12-06.log"
     with open(segment, "a") as f:
@@ -79,19 +74,19 @@ def test_a_collector_killed_mid_write_leaves_a_torn_line_that_is_cut_and_collect
 
 
 def test_nodes_are_kept_apart_and_days_are_segments(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     trail.append("kafka-0", lines(0, 5), NOW)
     trail.append("controller-0", lines(0, 5), NOW)  # the same lines on another node are its own
     trail.append("kafka-0", lines(0, 8), NOW + dt.timedelta(days=1))
     assert trail.nodes() == ["controller-0", "kafka-0"]
-    assert sorted(p.name for p in (tmp_path / "decisions" / "kafka-0").iterdir()) == ["2026-12-06.log", "2026-12-07.log"]
+    assert sorted(p.name for p in (tmp_path / "decisions" / "kafka-0").glob("*.log")) == ["2026-12-06.log", "2026-12-07.log"]
     assert len(audit.decisions_in(trail.texts())) == 13
     # `--since` a day reads that day's segments and later ones only.
     assert [node for node, _ in trail.texts(NOW + dt.timedelta(days=1, hours=1))] == ["kafka-0"]
 
 
 def test_the_fingerprint_spans_segments(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     trail.append("kafka-0", lines(0, 10), NOW)
     trail.append("kafka-0", lines(0, 12), NOW + dt.timedelta(days=1))  # 2 lines on the second day
     assert trail.tail("kafka-0") == lines(0, 12)[-FINGERPRINT_LINES:]
@@ -99,15 +94,15 @@ def test_the_fingerprint_spans_segments(tmp_path):
 
 
 def test_retention_drops_old_days_but_never_a_nodes_newest_segment(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     for day in range(5):
         trail.append("kafka-0", lines(0, 10 * (day + 1)), NOW + dt.timedelta(days=day))
     trail.append("kafka-1", lines(0, 3), NOW)
     removed = trail.prune(2, (NOW + dt.timedelta(days=4)).date())
     assert sorted(p.name for p in removed) == ["2026-12-06.log", "2026-12-07.log"]
-    assert sorted(p.name for p in (tmp_path / "decisions" / "kafka-0").iterdir()) == \
+    assert sorted(p.name for p in (tmp_path / "decisions" / "kafka-0").glob("*.log")) == \
         ["2026-12-08.log", "2026-12-09.log", "2026-12-10.log"]
-    assert [p.name for p in (tmp_path / "decisions" / "kafka-1").iterdir()] == ["2026-12-06.log"]
+    assert [p.name for p in (tmp_path / "decisions" / "kafka-1").glob("*.log")] == ["2026-12-06.log"]
     # What stays still says where collection stopped: nothing is collected twice.
     assert trail.append("kafka-0", lines(0, 50), NOW + dt.timedelta(days=4)).lines == ()
 
@@ -117,7 +112,7 @@ def test_gap_lines_are_not_decisions():
 
 
 def test_the_tail_and_recent_lines_are_read_from_the_end_of_a_large_segment(tmp_path):
-    trail = DecisionTrail(tmp_path / "decisions")
+    trail = DecisionTrail(tmp_path / "decisions", trail_key)
     log = lines(0, 3000)  # about 600 KiB: many chunks
     trail.append("kafka-0", log, NOW)
     assert trail.tail("kafka-0") == log[-FINGERPRINT_LINES:]

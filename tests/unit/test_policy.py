@@ -321,3 +321,16 @@ def test_settings_reach_the_rendered_replication(tmp_path):
     server = _properties(render.render_broker(config, config.topology.brokers[0], SecretStore(tmp_path / "s.json"))["server.properties"])
     assert (server["default.replication.factor"], server["min.insync.replicas"]) == ("3", "2")
     assert server["unclean.leader.election.enable"] == "true"
+
+
+@pytest.mark.parametrize("profile, stack, expected", [
+    ("prod", {}, {}),  # the profile's defaults: nothing overridden
+    ("dev", {"brokers": 3, "portBase": 20000}, {}),  # not security settings
+    ("prod", {"bindAddress": "0.0.0.0", "allowPublicBind": True}, {"bindAddress": "0.0.0.0", "allowPublicBind": True}),
+    ("prod", {"tlsVersions": ["TLSv1.3", "TLSv1.2"], "tls12Reason": "a legacy client"},
+     {"tlsVersions": ["TLSv1.3", "TLSv1.2"], "tls12Reason": "a legacy client"}),
+    ("dev", {"auditAllowed": False, "plaintextLoopback": True}, {"auditAllowed": False, "plaintextLoopback": True}),
+])
+def test_overrides_are_the_security_settings_away_from_the_profile(profile, stack, expected):
+    """What `up` records in the operations trail as the environment's policy overrides."""
+    assert policy.overrides(from_stack(profile, stack)) == expected

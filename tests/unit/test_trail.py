@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -9,7 +10,8 @@ from typer.testing import CliRunner
 
 from secure_kafka.cli import app
 from secure_kafka.errors import SecureKafkaError
-from secure_kafka.ops.trail import OPERATOR_ENV, Trail
+from secure_kafka.ops.decision_trail import DecisionTrail
+from secure_kafka.ops.trail import OPERATOR_ENV, TRAIL_KEY, Trail
 from secure_kafka.pki.secretstore import SecretStore
 
 runner = CliRunner()
@@ -101,15 +103,38 @@ def test_cli_lists_and_verifies_and_fails_on_tampering(tmp_path, monkeypatch):
     assert runner.invoke(app, ["certs", "init", "dev"]).exit_code == 0
     listed = runner.invoke(app, ["audit", "dev", "--operations", "--json"])
     assert listed.exit_code == 0, listed.output
-    (entry,) = json.loads(listed.stdout)["operations"]
-    assert entry["command"] == "certs init" and entry["outcome"] == "ok" and "admin" in entry["changes"]["certificates"]
+    init, certs_init = json.loads(listed.stdout)["operations"]
+    assert init["command"] == "init" and init["args"] == {"metadata_mode": "zookeeper", "port_base": 19000, "profile": "dev"}
+    assert init["changes"] == {"files": ["Pulumi.dev.yaml", "acls/dev.yaml"]}
+    assert certs_init["command"] == "certs init" and certs_init["outcome"] == "ok"
+    assert "admin" in certs_init["changes"]["certificates"]
     verified = runner.invoke(app, ["audit", "verify", "dev"])
-    assert verified.exit_code == 0 and "1 entries, chain and MACs intact" in verified.stdout
+    assert verified.exit_code == 0 and "2 entries, chain and MACs intact" in verified.stdout
+    assert "the decisions trail of dev: 0 lines, seals intact" in verified.stdout
     path = tmp_path / "certs" / "dev" / "audit" / "operations.jsonl"
-    path.write_text(path.read_text().replace('"ok"', '"failed"'))
+    path.write_text(path.read_text().replace('"ok"', '"failed"', 1))
     tampered = runner.invoke(app, ["audit", "verify", "dev"])
     assert tampered.exit_code == 1
     assert tampered.stderr.strip() == ("error: the operations trail of dev is not as written: "
                                        "entry 1 (line 1): changed after it was written")
     secrets = json.loads((tmp_path / "certs" / "dev" / "secrets.json").read_text())
     assert not any(value in path.read_text() for value in secrets.values()), "a secret in the trail"
+
+
+def test_cli_verify_checks_the_decisions_trail_with_the_environments_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECURE_KAFKA_PROJECT", str(tmp_path))
+    (tmp_path / "Pulumi.yaml").write_text("name: test\nruntime: python\n")
+    assert runner.invoke(app, ["init", "dev"]).exit_code == 0
+    certs = tmp_path / "certs" / "dev"
+    decisions = DecisionTrail(certs / "audit" / "decisions", lambda: SecretStore(certs / "secrets.json").get(TRAIL_KEY).encode())
+    decisions.append("kafka-0", [f"[2026-12-06 12:00:00,{n:03d}] INFO Principal = User:u{n} is Denied ..." for n in range(5)],
+                     dt.datetime(2026, 12, 6, 12, tzinfo=dt.timezone.utc))
+    verified = runner.invoke(app, ["audit", "verify", "dev", "--json"])
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["decisions"] == {"lines": 5, "ok": True, "problem": None}
+    segment = certs / "audit" / "decisions" / "kafka-0" / "2026-12-06.log"
+    segment.write_text(segment.read_text().replace("User:u2 is Denied", "User:u2 is Allowed"))
+    tampered = runner.invoke(app, ["audit", "verify", "dev"])
+    assert tampered.exit_code == 1
+    assert tampered.stderr.strip() == (f"error: the decisions trail of dev is not as collected: {segment} line 3: "
+                                       "changed, removed or reordered")
