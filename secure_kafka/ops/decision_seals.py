@@ -141,6 +141,9 @@ class NodeSeals:
                 raise SecureKafkaError(f"{self.folder / HEAD} is missing but {self.node}'s lines are sealed: "
                                        "restore it from backup (`secure-kafka audit verify` names what else changed)")
             return self._adopt(days) if days else None
+        if head.day not in days:
+            raise SecureKafkaError(f"{self._segment(head.day)}: removed (the trail's head ends there): "
+                                   "run `secure-kafka audit verify` and restore the trail from backup")
         moved = head
         for day in [d for d in days if d >= head.day]:
             moved = self._take_over(moved, day)

@@ -133,6 +133,7 @@ def test_a_torn_seal_is_cut_with_its_line(trail):
     (lambda seal: seal.write_bytes(seal.read_bytes() + bytes(SEAL_BYTES)), "seals without their lines"),
     (lambda seal: seal.with_suffix(".log").write_text(""), "shorter than its head says"),
     (lambda seal: (seal.parent / "head.json").unlink(), "head.json is missing but kafka-0's lines are sealed"),
+    (lambda seal: seal.with_suffix(".log").unlink(), "2026-12-08.log: removed"),
 ])
 def test_what_only_tampering_leaves_stops_that_nodes_collection(trail, tamper, message):
     tamper(segment(trail, 2).with_suffix(".seal"))
