@@ -41,6 +41,16 @@ def write_atomic(path: Path, data: str | bytes, mode: int = 0o600, uid: int | No
         raise
 
 
+def append_synced(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Appends ``data`` to ``path`` (created with ``mode``) in one write, fsynced before it returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def archive_dir(source: Path, target: Path) -> None:
     """Moves the directory ``source`` to ``target`` (replacing an older one there), keeping it as history."""
     if target.exists():

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
+from ..fsutil import append_synced, write_atomic
 from .trail import Verdict
 
 __all__ = ["SEAL_BYTES", "Head", "NodeSeals"]
@@ -70,15 +70,6 @@ def _truncate(path: Path, size: int) -> None:
         os.fsync(f.fileno())
 
 
-def _append(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class NodeSeals:
     """The seals of one node's segments in ``folder`` (``decisions/<node>``)."""
 
@@ -92,6 +83,14 @@ class NodeSeals:
 
     def seal_after(self, previous: bytes, line: bytes) -> bytes:
         return self._mac(previous + line)[:SEAL_BYTES]
+
+    def _chain(self, last: bytes, lines: Sequence[bytes]) -> tuple[bytes, bytes]:
+        """``(the seals of lines, one after another from last, the last of them)``."""
+        seals = bytearray()
+        for line in lines:
+            last = self.seal_after(last, line)
+            seals += last
+        return bytes(seals), last
 
     @property
     def genesis(self) -> bytes:
@@ -156,14 +155,12 @@ class NodeSeals:
         last line is cut (it is collected again)."""
         head = Head(days[0], self.genesis.hex(), days[0], 0, 0, self.genesis.hex())
         for day in days:
-            last, seals, lines, offset = bytes.fromhex(head.last), bytearray(), 0, 0
-            for offset, line in _lines_from(self._segment(day), 0):
-                last = self.seal_after(last, line)
-                seals += last
-                lines += 1
+            found = list(_lines_from(self._segment(day), 0))
+            seals, last = self._chain(bytes.fromhex(head.last), [line for _, line in found])
+            offset = found[-1][0] if found else 0
             _truncate(self._segment(day), offset)
-            _append(self._seal_file(day), bytes(seals))
-            head = Head(head.first, head.start, day, lines, offset, last.hex())
+            append_synced(self._seal_file(day), seals)
+            head = Head(head.first, head.start, day, len(found), offset, last.hex())
         self._write_head(head)
         return head
 
@@ -209,7 +206,10 @@ class NodeSeals:
         earlier = [d for d in self._days() if head.first <= d < day]
         if not earlier:
             return bytes.fromhex(head.start)
-        with open(self._seal_file(earlier[-1]), "rb") as f:
+        return self._last_seal(earlier[-1])
+
+    def _last_seal(self, day: str) -> bytes:
+        with open(self._seal_file(day), "rb") as f:
             f.seek(-SEAL_BYTES, os.SEEK_END)
             return f.read(SEAL_BYTES)
 
@@ -236,12 +236,8 @@ class NodeSeals:
         """Seals ``appended`` (just written to ``day``'s segment, whose size is now the new end)."""
         if head is None:
             head = Head(day, self.genesis.hex(), day, 0, 0, self.genesis.hex())
-        last = bytes.fromhex(head.last)
-        seals = bytearray()
-        for line in appended:
-            last = self.seal_after(last, line.encode())
-            seals += last
-        _append(self._seal_file(day), bytes(seals))
+        seals, last = self._chain(bytes.fromhex(head.last), [line.encode() for line in appended])
+        append_synced(self._seal_file(day), seals)
         lines = (head.lines if day == head.day else 0) + len(appended)
         head = Head(head.first, head.start, day, lines, self._segment(day).stat().st_size, last.hex())
         self._write_head(head)
@@ -257,10 +253,7 @@ class NodeSeals:
             return []
         kept = days[len(doomed)]
         if kept > head.first:
-            with open(self._seal_file(doomed[-1]), "rb") as f:
-                f.seek(-SEAL_BYTES, os.SEEK_END)
-                start = f.read(SEAL_BYTES)
-            head = Head(kept, start.hex(), head.day, head.lines, head.bytes, head.last)
+            head = Head(kept, self._last_seal(doomed[-1]).hex(), head.day, head.lines, head.bytes, head.last)
             self._write_head(head)
         removed = []
         for day in doomed:

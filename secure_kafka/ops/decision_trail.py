@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..fsutil import append_synced
 from .decision_seals import NodeSeals
 from .trail import Verdict
 
@@ -135,6 +136,9 @@ class DecisionTrail:
         read from the end of its newest segments (a day's segment can be large), once what a
         killed collection left is put right."""
         self._seals(node).ready()
+        return self._collected_tail(node, count)
+
+    def _collected_tail(self, node: str, count: int = FINGERPRINT_LINES) -> list[str]:
         found: list[str] = []
         for segment in reversed(self._segments(node)):
             lines = [line for line in _last_lines(segment, count=count) if not line.startswith(GAP_PREFIX)]
@@ -152,23 +156,18 @@ class DecisionTrail:
     def append(self, node: str, held: Sequence[str], now: dt.datetime) -> Collected:
         """Appends what ``held`` (the node's audit lines now, oldest first) has that was not
         collected, and seals it."""
-        fresh, found = new_lines(held, self.tail(node))
+        seals = self._seals(node)
+        head = seals.ready()
+        fresh, found = new_lines(held, self._collected_tail(node))
         lines = fresh if found else [
             f"{GAP_PREFIX}{now.isoformat(timespec='seconds')} {node}'s audit log no longer holds the last line "
             f"collected from it (rolled past it, or its volume was replaced): decisions between that line and "
             f"the next may be missing", *fresh]
         if lines:
-            seals = self._seals(node)
-            head = seals.ready()
             folder = self.directory / node
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             day = now.astimezone(dt.timezone.utc).date().isoformat()
-            fd = os.open(folder / f"{day}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, _text(lines).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(folder / f"{day}.log", _text(lines).encode())
             seals.seal(head, day, lines)
         return Collected(node, tuple(fresh), not found)
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SecureKafkaError
-from ..fsutil import write_atomic
+from ..fsutil import append_synced, write_atomic
 from ..pki.secretstore import SecretStore
 
 __all__ = ["OPERATOR_ENV", "TRAIL_KEY", "Trail", "Verdict"]
@@ -101,12 +101,7 @@ class Trail:
                 "changes": changes, "prev": head["last"],
             }
             entry["mac"] = self._mac(_canonical(entry))
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(self.path, (json.dumps(entry, sort_keys=True) + "\n").encode())
             self._write_head(entry["seq"], entry["mac"])
             return entry
 
