@@ -44,6 +44,16 @@ def test_image_runs_as_non_root_without_compilers(docker_client, mode_image):
     assert out.strip().splitlines()[-1] == "0"  # no package lists left behind
 
 
+def test_jvms_map_their_classes_from_the_image_archive(docker_client, mode_image):
+    """The class-data archive made at build is what a node's or tool's JVM loads its classes
+    from, with a node's heap settings; and it prints nothing to a tool's parsed output."""
+    loaded = run(docker_client, mode_image, "bash", "-c",
+                 'JVM_OPTS="-Xms1024m -Xmx1024m -Xlog:class+load=info" kafka-topics --version')
+    sources = [line for line in loaded.splitlines() if "source: " in line]
+    shared = [line for line in sources if "source: shared objects file" in line]
+    assert len(shared) > 1000 and len(shared) / len(sources) > 0.9, f"{len(shared)} of {len(sources)} classes shared"
+    assert run(docker_client, mode_image, "kafka-topics", "--version").strip().count("\n") == 0
+
 @pytest.fixture
 def bare_cluster(docker_client, runtime_image, session_label, tmp_path):
     """One plaintext ZooKeeper and one plaintext broker on a private network."""
