@@ -13,7 +13,14 @@ cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB 
 
     .venv/bin/python benchmarks/security_tax_bench.py [--records 200000] [--size 1024] [--rounds 5]
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
-        [--payload random|events]
+        [--payload random|events] [--pin] [--profile DIR]
+
+``--pin`` gives each side a CPU of its own (the broker container CPU 1, this process and its
+librdkafka threads CPU 0), so the broker's cost and the client's are measured apart.
+``--profile DIR`` records the broker with Java Flight Recorder during every counted produce
+(benchmarks/broker_profile.py; the recordings stay in DIR) and prints where its CPU went per
+variant: each category's share of the samples, and its CPU seconds per GiB (share x the
+cgroup's figure), with the difference TLS makes.
 
 Prints every round, the medians with their min..max spread, and each secure variant's
 throughput relative to PLAINTEXT against the target: at most 10 % loss.
@@ -22,6 +29,7 @@ throughput relative to PLAINTEXT against the target: at most 10 % loss.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import socket
@@ -30,11 +38,13 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from throughput import (  # benchmarks/ is on sys.path when a script runs
+import broker_profile  # benchmarks/ is on sys.path when a script runs
+from throughput import (
     PAYLOAD_KINDS,
     payloads,
     produce_all,
@@ -101,7 +111,7 @@ def container_cpu(api, name: str) -> float:
     return api.stats(name, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
 
-def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dict[str, float]:
+def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profile: Path | None = None) -> dict[str, float]:
     topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     broker = env.settings.topology.brokers[0].container
@@ -112,9 +122,11 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     producer.produce(topic, values[-1])
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
     figures: dict[str, float] = {}
-    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-    gib = produce_all(producer, topic, values, args.records) / 2**30
-    seconds = time.monotonic() - start
+    profiled = broker_profile.recording(api, broker, profile) if profile else contextlib.nullcontext()
+    with profiled:
+        cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+        gib = produce_all(producer, topic, values, args.records) / 2**30
+        seconds = time.monotonic() - start
     figures["produce MiB/s"] = gib * 1024 / seconds
     figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
     figures["produce client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
@@ -140,6 +152,29 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args) -> dic
     return figures
 
 
+def print_profiles(directory: Path, results: dict[str, list[dict[str, float]]]) -> None:
+    """Per variant, where the broker's produce CPU went (all counted rounds' recordings together)."""
+    shares = {}
+    for variant in VARIANTS:
+        by_category, by_method = Counter(), Counter()
+        for path in sorted(directory.glob(f"{variant}-*.jfr")):
+            categories, methods = broker_profile.cpu_samples(path)
+            by_category.update(categories)
+            by_method.update(methods)
+        total = sum(by_category.values())
+        shares[variant] = {name: count / total for name, count in by_category.items()}
+        top = ", ".join(f"{name.rsplit('.', 2)[-2]}.{name.rsplit('.', 1)[-1]} {count / total:.1%}"
+                        for name, count in by_method.most_common(6))
+        print(f"  {variant:9} {total} samples; hottest methods: {top}")
+    cpu = {v: statistics.median(r["produce broker CPU s/GiB"] for r in results[v]) for v in VARIANTS}
+    names = sorted({n for s in shares.values() for n in s}, key=lambda n: -shares["sasl_ssl"].get(n, 0))
+    print(f"\n  {'broker produce CPU, s/GiB (share)':40} " + " ".join(f"{v:>17}" for v in VARIANTS) + "   sasl_ssl - plaintext")
+    for name in names:
+        cells = [f"{shares[v].get(name, 0) * cpu[v]:6.2f} ({shares[v].get(name, 0):5.1%})" for v in VARIANTS]
+        extra = (shares["sasl_ssl"].get(name, 0) * cpu["sasl_ssl"]) - (shares["plaintext"].get(name, 0) * cpu["plaintext"])
+        print(f"  {name:40} " + " ".join(f"{c:>17}" for c in cells) + f"   {extra:+6.2f}")
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.1f} ({min(values):.1f}..{max(values):.1f})"
 
@@ -158,7 +193,11 @@ def main() -> None:
                         help="random: incompressible bytes; events: JSON events, what --compression is for")
     parser.add_argument("--encrypted-volumes", action="store_true",
                         help="keep the broker's data on an encrypted volume (default: a plain one, so only the wire is measured)")
+    parser.add_argument("--pin", action="store_true", help="the broker on CPU 1, this process on CPU 0")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="record the broker with JFR during each counted produce, into DIR")
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     api = connect().api
     ensure_image(connect())
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -168,16 +207,21 @@ def main() -> None:
         users.add(env, USER)
         grant(env)
         configs = client_configs(env)
+        if args.pin:
+            api.update_container(env.settings.topology.brokers[0].container, cpuset_cpus="1")
+            os.sched_setaffinity(0, {0})
         admin = AdminClient(env.admin_mtls_config())
         print(f"dev environment {env.env}: 1 broker (CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
-              f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}", flush=True)
+              f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
+              f"{'; broker on CPU 1, client on CPU 0' if args.pin else ''}", flush=True)
         for index in range(args.warmup + args.rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
             for variant in order:
-                figures = one_round(env, api, admin, configs[variant], args)
                 counted = index >= args.warmup
+                profile = args.profile / f"{variant}-{index}.jfr" if args.profile and counted else None
+                figures = one_round(env, api, admin, configs[variant], args, profile)
                 if counted:
                     results[variant].append(figures)
                 label = f"round {index - args.warmup + 1}" if counted else "warm-up"
@@ -198,6 +242,10 @@ def main() -> None:
             print(f"  {variant:9} {direction}: throughput x{ratio:.2f} (loss {1 - ratio:6.1%}, {verdict} the "
                   f"{TARGET_LOSS:.0%} target), broker CPU/GiB x{median[f'{direction} broker CPU s/GiB'] / plain[f'{direction} broker CPU s/GiB']:.2f}, "
                   f"client CPU/GiB x{median[f'{direction} client CPU s/GiB'] / plain[f'{direction} client CPU s/GiB']:.2f}")
+
+    if args.profile:
+        print(f"\nwhere the broker's CPU went while producing (JFR, {args.profile}):")
+        print_profiles(args.profile, results)
 
 
 if __name__ == "__main__":
