@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import SecureKafkaError
 
 __all__ = [
+    "kraft_cluster_id",
     "ZK_SECURE_CLIENT_PORT",
     "ZK_QUORUM_PORT",
     "ZK_ELECTION_PORT",
@@ -176,11 +177,10 @@ class Topology:
 
     @property
     def cluster_id(self) -> str:
-        """The KRaft cluster id every node is formatted with: 16 bytes, URL-safe base64 as Kafka
-        writes them, derived from the environment's Docker names so that it needs no storage.
-        Not a secret: every client can read it from the metadata."""
-        digest = hashlib.sha256(f"secure-kafka cluster {self.network}".encode()).digest()[:16]
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        """The KRaft cluster id every node is formatted with (``kraft_cluster_id`` of the
+        environment's network name): it needs no storage. Not a secret: every client can read
+        it from the metadata."""
+        return kraft_cluster_id(self.network)
 
     def listener_port(self, broker: Node, listener: str) -> int:
         """Host port of a broker's published listener; the container listens on the same."""
@@ -197,3 +197,17 @@ class Topology:
     @property
     def zookeeper_connect(self) -> str:
         return ",".join(f"{z.name}:{ZK_SECURE_CLIENT_PORT}" for z in self.zookeepers)
+
+
+def kraft_cluster_id(seed: str) -> str:
+    """16 bytes derived from ``seed``, URL-safe base64 as Kafka writes them, never starting with
+    ``-``: Kafka's own ids never do (``kafka-storage format --cluster-id -x...`` reads the id as
+    an option and fails), so a digest that would is derived again."""
+    attempt = 0
+    while True:
+        suffix = f" {attempt}" if attempt else ""
+        digest = hashlib.sha256(f"secure-kafka cluster {seed}{suffix}".encode()).digest()[:16]
+        encoded = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        if not encoded.startswith("-"):
+            return encoded
+        attempt += 1

@@ -6,7 +6,9 @@ test_render.py's, run here against the KRaft templates too.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import re
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from secure_kafka.model.topology import (
     CONTROLLER_PORT,
     RESERVED_CLIENT_NAME,
     is_super_user_name,
+    kraft_cluster_id,
 )
 from secure_kafka.ops import audit
 from secure_kafka.pki import revocation
@@ -69,6 +72,18 @@ def test_cluster_id_is_kafkas_form_and_one_per_environment():
     one, again, other = (kraft_settings().topology.cluster_id, kraft_settings().topology.cluster_id,
                          kraft_settings(env="staging").topology.cluster_id)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", one) and one == again != other
+
+
+def test_cluster_ids_never_start_with_a_dash_and_keep_their_old_value_otherwise():
+    """A leading '-' made `kafka-storage format --cluster-id <id>` fail (1 network name in 64)."""
+    seeds = [f"sk-t{n:05x}-0123abcd" for n in range(2000)]
+    ids = [kraft_cluster_id(seed) for seed in seeds]
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
+    old = {seed: base64.urlsafe_b64encode(hashlib.sha256(f"secure-kafka cluster {seed}".encode()).digest()[:16])
+           .decode().rstrip("=") for seed in seeds}
+    rederived = [seed for seed in seeds if old[seed].startswith("-")]
+    assert len(rederived) > 10  # the case occurs in this sample
+    assert all(kraft_cluster_id(seed) == old[seed] for seed in seeds if seed not in rederived)
 
 
 @pytest.mark.parametrize("name", ["controller-0", "Controller-12", "CONTROLLER-3"])
