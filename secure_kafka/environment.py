@@ -24,7 +24,7 @@ from .engines.pulumi.program import declare
 from .errors import SecureKafkaError
 from .fsutil import write_atomic
 from .model import policy
-from .ops import acladmin, health, provision
+from .ops import acladmin, health, migration, provision
 from .ops.context import EnvironmentContext
 from .pki.secretstore import scram_password_name
 from .storage.volumes import UNSERVED, fullness_warning
@@ -58,6 +58,9 @@ class Environment(EnvironmentContext):
         (a failing environment gets nothing, not even its PKI), the runtime image (built when
         missing, else only its tag), the ACL file, the PKI (created on first use); then the plan."""
         policy.enforce(self.settings)
+        if migration.in_progress(self):
+            raise SecureKafkaError(f"a migration of {self.env} to KRaft has not finished: continue it with "
+                                   f"`secure-kafka migrate {self.env} --to kraft`")
         mode = self.settings.metadata_mode
         tag = image.ensure_image(connect(), self.progress, mode=mode) if build_image else image.image_tag(mode)
         acladmin.load_desired(self)  # a bad ACL file fails before anything is applied

@@ -13,7 +13,7 @@ from ..model.topology import CONTROLLER_PORT, Node
 from ..pki.secretstore import SecretStore
 from .render import Renderer, broker_listeners, default_renderer, kafka_node_context
 
-__all__ = ["AUTHORIZER_CLASS", "CLUSTER_ID_FILE", "render_controller", "render_kraft_broker"]
+__all__ = ["AUTHORIZER_CLASS", "CLUSTER_ID_FILE", "kraft_context", "controller_context", "render_controller", "render_kraft_broker"]
 
 AUTHORIZER_CLASS = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 # Read by the image's kafka-server-start to format the node's storage on first start.
@@ -22,7 +22,7 @@ CLUSTER_ID_FILE = "cluster.id"
 METADATA_SNAPSHOT_INTERVAL_MS = 10_000
 
 
-def _kraft_context(settings: Settings, node: Node, secrets: SecretStore) -> dict[str, object]:
+def kraft_context(settings: Settings, node: Node, secrets: SecretStore) -> dict[str, object]:
     topology = settings.topology
     return {
         **kafka_node_context(settings, node, secrets),
@@ -45,19 +45,23 @@ def render_controller(
     settings: Settings, node: Node, secrets: SecretStore, renderer: Renderer | None = None
 ) -> dict[str, str]:
     """``{filename: content}`` of a controller: server.properties, log4j2.properties, cluster.id."""
-    context = {
-        **_kraft_context(settings, node, secrets),
+    context = controller_context(settings, node, secrets)
+    return _files(renderer or default_renderer(), "kraft-controller.properties.j2", settings, context)
+
+
+def controller_context(settings: Settings, node: Node, secrets: SecretStore) -> dict[str, object]:
+    return {
+        **kraft_context(settings, node, secrets),
         "controller_port": CONTROLLER_PORT,
         # Only nodes of the environment speak to a controller: a certificate always, even
         # where a profile relaxed the client listeners.
         "ssl_client_auth": "required",
     }
-    return _files(renderer or default_renderer(), "kraft-controller.properties.j2", settings, context)
 
 
 def render_kraft_broker(
     settings: Settings, node: Node, secrets: SecretStore, renderer: Renderer | None = None
 ) -> dict[str, str]:
     """``{filename: content}`` of a KRaft broker: server.properties, log4j2.properties, cluster.id."""
-    context = {**_kraft_context(settings, node, secrets), "listeners": broker_listeners(settings, node)}
+    context = {**kraft_context(settings, node, secrets), "listeners": broker_listeners(settings, node)}
     return _files(renderer or default_renderer(), "kraft-broker.properties.j2", settings, context)

@@ -305,21 +305,33 @@ def render_broker(
 ) -> dict[str, str]:
     """``{filename: content}`` of a ZooKeeper-mode broker: server.properties, jaas.conf, log4j.properties."""
     renderer = renderer or default_renderer()
-    topology = settings.topology
-    context = {
-        **kafka_node_context(settings, node, secrets),
-        "broker_id": topology.broker_id(node),
-        "listeners": broker_listeners(settings, node),
-        "authorizer_class": "kafka.security.authorizer.AclAuthorizer",
-        "zookeeper_connect": topology.zookeeper_connect,
-        "zookeeper_sasl_user": ZOOKEEPER_SASL_USER,
-        "zookeeper_sasl_password": secrets.get(secretstore.ZOOKEEPER_SASL),
-        "password_encoder_secret": secrets.get(secretstore.PASSWORD_ENCODER),
-    }
+    context = zookeeper_broker_context(settings, node, secrets)
     return {
         "server.properties": renderer.render("server.properties.j2", **context),
         "jaas.conf": renderer.render("broker-jaas.conf.j2", **context),
         "log4j.properties": renderer.render("log4j-broker.properties.j2", **context),
+    }
+
+
+def zookeeper_client_context(settings: Settings, secrets: SecretStore) -> dict[str, object]:
+    """What a Kafka node logging in to ZooKeeper (a broker, a migrating controller) renders
+    its ZooKeeper client settings and JAAS file from, beside its own stores."""
+    return {
+        "zookeeper_connect": settings.topology.zookeeper_connect,
+        "zookeeper_sasl_user": ZOOKEEPER_SASL_USER,
+        "zookeeper_sasl_password": secrets.get(secretstore.ZOOKEEPER_SASL),
+    }
+
+
+def zookeeper_broker_context(settings: Settings, node: Node, secrets: SecretStore) -> dict[str, object]:
+    """What a ZooKeeper-mode broker's files are rendered from."""
+    return {
+        **kafka_node_context(settings, node, secrets),
+        **zookeeper_client_context(settings, secrets),
+        "broker_id": settings.topology.broker_id(node),
+        "listeners": broker_listeners(settings, node),
+        "authorizer_class": "kafka.security.authorizer.AclAuthorizer",
+        "password_encoder_secret": secrets.get(secretstore.PASSWORD_ENCODER),
     }
 
 

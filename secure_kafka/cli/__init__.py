@@ -14,7 +14,7 @@ from typer import _click
 from typer.core import TyperGroup
 from typer.exceptions import Abort
 
-from . import acl, audit, certs, check, cluster, image, orphans, users, verify
+from . import acl, audit, certs, check, cluster, image, migrate, orphans, users, verify
 from .common import one_line
 
 
@@ -51,7 +51,7 @@ class OneLineUsageErrors(TyperGroup):
 app = typer.Typer(
     cls=OneLineUsageErrors,
     name="secure-kafka",
-    help="Stand up and run a secure Kafka cluster (ZooKeeper mode) on Docker, per environment.",
+    help="Stand up and run a secure Kafka cluster (ZooKeeper or KRaft mode) on Docker, per environment.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -65,6 +65,7 @@ app.add_typer(acl.app, name="acl")
 app.add_typer(audit.app)
 app.add_typer(verify.app)
 app.add_typer(orphans.app)
+app.add_typer(migrate.app)
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ class DockerEngine:
         for role in START_ORDER:
             specs = [s for s in plan.containers if s.role == role]
             for spec in specs:
-                outcome[spec.node] = self._apply_container(plan, spec, spec.node in restart)
+                outcome[spec.node] = self.apply_container(plan, spec, spec.node in restart)
             self.wait_healthy([s.name for s in specs], health_timeout_s)
         return outcome
 
@@ -99,9 +99,9 @@ class DockerEngine:
             self.progress(f"volume {name}: creating")
             self.api.create_volume(name, labels=labels)
 
-    def _apply_container(self, plan: ClusterPlan, spec: ContainerSpec, restart: bool = False) -> str:
+    def apply_container(self, plan: ClusterPlan, spec: ContainerSpec, restart: bool = False) -> str:
         want = spec_hash(spec)
-        existing = self._inspect(spec.name)
+        existing = self.inspect(spec.name)
         if existing is not None:
             same = existing["Config"]["Labels"].get(LABEL_SPEC_HASH) == want
             if same and existing["State"]["Running"] and restart:
@@ -181,7 +181,7 @@ class DockerEngine:
 
     # --- health --------------------------------------------------------------------------
 
-    def _inspect(self, name: str) -> dict | None:
+    def inspect(self, name: str) -> dict | None:
         try:
             return self.api.inspect_container(name)
         except docker.errors.NotFound:
@@ -192,7 +192,7 @@ class DockerEngine:
         closes its ZooKeeper session. One that had to be killed leaves its registration behind
         until the session expires, and a broker started meanwhile exits with NodeExists: wait."""
         self.api.stop(name, timeout=STOP_TIMEOUT_S)
-        info = self._inspect(name) or {}
+        info = self.inspect(name) or {}
         if info.get("State", {}).get("ExitCode") == SIGKILL_EXIT and info["Config"]["Labels"].get(LABEL_ROLE) == "broker":
             self.progress(f"{name}: killed after {STOP_TIMEOUT_S} s; waiting {ZOOKEEPER_SESSION_EXPIRY_S} s "
                           "for its ZooKeeper session to expire")
@@ -212,11 +212,11 @@ class DockerEngine:
         brings it back, so a few restarts are tolerated before giving up.
         """
         deadline = time.monotonic() + timeout_s
-        restarts_before = {name: (self._inspect(name) or {}).get("RestartCount", 0) for name in names}
+        restarts_before = {name: (self.inspect(name) or {}).get("RestartCount", 0) for name in names}
         pending = list(names)
         while pending:
             for name in list(pending):
-                info = self._inspect(name)
+                info = self.inspect(name)
                 if info is None:
                     raise SecureKafkaError(f"container {name} disappeared while starting")
                 state = info["State"]

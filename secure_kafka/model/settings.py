@@ -49,6 +49,8 @@ NAMESPACE = "secure-kafka"
 # The project id of settings made in memory, not read from a project (tests, `init`'s defaults).
 UNSCOPED_PROJECT = "unscoped"
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+# 16 bytes in URL-safe base64 without padding, as Kafka writes a cluster id.
+CLUSTER_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{21}$")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,13 @@ class Settings:
     # and is a ZooKeeper environment: reading it as KRaft would re-initialise its data.
     metadata_mode: str = ZOOKEEPER
     controllers: int = 1  # KRaft mode's controller quorum; zookeeper_nodes is ZooKeeper mode's
+    # KRaft mode: the cluster id the nodes are formatted with. Empty: derived from the network
+    # name (topology.kraft_cluster_id); `migrate` sets the ZooKeeper cluster's own id, which
+    # the migrated nodes keep.
+    cluster_id: str = ""
+    # Not a stack-file key: set by `migrate` while a ZooKeeper environment moves to KRaft (its
+    # topology then has both the ZooKeeper ensemble and the controllers).
+    migrating: bool = False
     # Allowed decisions in the audit trail too (denied ones always are): what an auditor asks
     # for ("who read this topic"), at a cost in log volume measured in benchmarks/audit_cost_bench.py.
     audit_allowed: bool = True
@@ -94,7 +103,9 @@ class Settings:
         # Cached: settings are frozen, and every module asks for it (dataclasses.replace makes a new one).
         kraft = self.metadata_mode == KRAFT
         return Topology(self.env, 0 if kraft else self.zookeeper_nodes, self.brokers, self.port_base,
-                        self.bind_address, self.project_id, controller_count=self.controllers if kraft else 0)
+                        self.bind_address, self.project_id,
+                        controller_count=self.controllers if kraft or self.migrating else 0,
+                        fixed_cluster_id=self.cluster_id)
 
     @property
     def kafka_version(self) -> str:
@@ -123,6 +134,7 @@ KEYS: dict[str, tuple[str, type]] = {
     "brokers": ("brokers", int),
     "zookeeperNodes": ("zookeeper_nodes", int),
     "controllers": ("controllers", int),
+    "clusterId": ("cluster_id", str),
     "portBase": ("port_base", int),
     "bindAddress": ("bind_address", str),
     "allowPublicBind": ("allow_public_bind", bool),
@@ -149,6 +161,7 @@ KEY_HELP: dict[str, str] = {
     "brokers": "number of Kafka brokers (prod: at least 3)",
     "zookeeperNodes": "zookeeper mode: number of ZooKeeper nodes, odd (prod: 3)",
     "controllers": "kraft mode: number of KRaft controllers, odd (prod: 3)",
+    "clusterId": "kraft mode: the cluster id (empty: derived from the environment; `migrate` sets the ZooKeeper cluster's)",
     "portBase": "first host port: broker i publishes SASL_SSL on portBase+10i+1 and SSL (mTLS) on +2",
     "bindAddress": "host interface the brokers' ports are published on (loopback unless allowPublicBind)",
     "allowPublicBind": "explicit allow for a non-loopback bindAddress",
@@ -216,6 +229,11 @@ def from_config(env: str, config: dict[str, object], source: str) -> Settings:
     if values.get("metadata_mode", ZOOKEEPER) not in METADATA_MODES:
         raise SecureKafkaError(
             f"{source}: {NAMESPACE}:metadataMode must be {' or '.join(METADATA_MODES)}, got {values['metadata_mode']!r}"
+        )
+    if values.get("cluster_id") and not CLUSTER_ID.match(str(values["cluster_id"])):
+        raise SecureKafkaError(
+            f"{source}: {NAMESPACE}:clusterId must be a Kafka cluster id (22 characters of A-Z a-z 0-9 _ -, "
+            f"not starting with -) or empty, got {values['cluster_id']!r}"
         )
     if values.get("volume_backend", DEFAULT_BACKEND) not in BACKENDS:
         raise SecureKafkaError(
@@ -325,6 +343,31 @@ class Project:
             if namespace == NAMESPACE:
                 ours[name] = value
         return dataclasses.replace(from_config(env, ours, path.name), project_id=self.id)
+
+    def update(self, env: str, values: dict[str, object]) -> Path:
+        """Sets stack-file keys (``{key: value}``, no namespace) in place, keeping every other
+        line and comment; a key the file lacks is added at the end of its ``config`` mapping.
+        Nothing is written unless the result reads back with exactly these values."""
+        path = self.stack_file(env)
+        lines = path.read_text().splitlines()
+        for key, value in values.items():
+            line = "  " + yaml.safe_dump({f"{NAMESPACE}:{key}": value}, default_flow_style=True, width=1000).strip().strip("{}")
+            pattern = re.compile(rf"^\s+['\"]?{re.escape(NAMESPACE)}:{re.escape(key)}['\"]?\s*:")
+            index = next((i for i, existing in enumerate(lines) if pattern.match(existing)), None)
+            if index is None:
+                lines.append(line)
+            else:
+                lines[index] = line
+        text = "\n".join(lines) + "\n"
+        try:
+            config = (yaml.safe_load(text) or {}).get("config") or {}
+        except yaml.YAMLError:
+            config = {}
+        if any(config.get(f"{NAMESPACE}:{key}") != value for key, value in values.items()):
+            wanted = ", ".join(f"{NAMESPACE}:{key}: {value}" for key, value in values.items())
+            raise SecureKafkaError(f"{path.name}: cannot set {wanted} in place (config is not its last mapping): set them by hand")
+        write_atomic(path, text, mode=0o644)
+        return path
 
     def write(self, settings: Settings) -> Path:
         """Writes a new stack file; refuses to overwrite an existing one."""

@@ -110,11 +110,13 @@ class Topology:
     port_base: int
     bind_address: str
     project_id: str  # settings.Project.id: Docker names are host-wide, environments per project
-    controller_count: int = 0  # KRaft mode: the controller quorum (then zookeeper_count is 0)
+    controller_count: int = 0  # KRaft mode: the controller quorum (then zookeeper_count is 0, but while migrating)
+    fixed_cluster_id: str = ""  # settings.cluster_id: the KRaft cluster id, when not derived
 
     @property
     def metadata_mode(self) -> str:
-        return KRAFT if self.controller_count else ZOOKEEPER
+        """ZooKeeper while an ensemble holds the metadata (also during a migration to KRaft)."""
+        return ZOOKEEPER if self.zookeeper_count else KRAFT
 
     @property
     def network(self) -> str:
@@ -177,10 +179,11 @@ class Topology:
 
     @property
     def cluster_id(self) -> str:
-        """The KRaft cluster id every node is formatted with (``kraft_cluster_id`` of the
-        environment's network name): it needs no storage. Not a secret: every client can read
-        it from the metadata."""
-        return kraft_cluster_id(self.network)
+        """The KRaft cluster id every node is formatted with: the fixed one (a migrated
+        cluster keeps its ZooKeeper-era id), else ``kraft_cluster_id`` of the environment's
+        network name, which needs no storage. Not a secret: every client can read it from the
+        metadata."""
+        return self.fixed_cluster_id or kraft_cluster_id(self.network)
 
     def listener_port(self, broker: Node, listener: str) -> int:
         """Host port of a broker's published listener; the container listens on the same."""

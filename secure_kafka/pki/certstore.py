@@ -392,6 +392,24 @@ class CertStore:
             )
         return ca
 
+    def add_nodes(self, nodes: Sequence[Node]) -> list[str]:
+        """Issues certificates and stores for the nodes the manifest does not have yet (the
+        controllers a migration adds); returns their names. Each node's files are written
+        before the manifest names them: a re-run issues again what was not recorded."""
+        manifest = Manifest.load(self.manifest_path)
+        missing = [node for node in nodes if manifest.current(node.name) is None]
+        if not missing:
+            return []
+        ca = self.load()
+        for node in missing:
+            issued = self.issue_node(ca, node)
+            self.write_node_files(self.node_dir(node.name), issued, [ca.cert], self.secrets.get(store_password_name(node.name)))
+            manifest.add(CertRecord.of(node.name, node.role, issued.cert, f"nodes/{node.name}"))
+        revocation.publish(self.root, ca, manifest, [self.node_dir(n.name) for n in self.settings.topology.nodes],
+                           self.container_uid())
+        manifest.save(self.manifest_path)
+        return [node.name for node in missing]
+
     def add_client(self, principal: str) -> ClientFiles:
         """Issues a client certificate and stores for an application principal."""
         pki.check_name("client principal", principal)

@@ -72,7 +72,7 @@ def test_a_matching_running_container_is_restarted_only_when_asked(restart, outc
     spec = ContainerSpec(name="sk-dev-kafka-0", node="kafka-0", role="broker", image="img", command=("x",), hostname="kafka-0")
     api = ApplyApi(spec_hash(spec))
     engine = docker_engine.DockerEngine(SimpleNamespace(api=api), project_root=None)
-    assert engine._apply_container(None, spec, restart=restart) == outcome
+    assert engine.apply_container(None, spec, restart=restart) == outcome
     assert api.calls == calls
 
 

@@ -28,6 +28,7 @@ from ...pki import revocation
 from ...pki.manifest import CertRecord, Manifest
 from ...proc import Progress, quiet
 from ..context import EnvironmentContext
+from .. import migration
 from .docker_cluster import DockerCluster
 from .state import (
     CA,
@@ -469,6 +470,9 @@ def due_within(store: CertStore, window: dt.timedelta, at: dt.datetime | None = 
 
 
 def _rotation(env: EnvironmentContext, progress: Progress, hook: Hook) -> Rotation:
+    if migration.in_progress(env):  # its nodes are between two shapes the rotation knows neither of
+        raise SecureKafkaError(f"a migration of {env.env} to KRaft has not finished: continue it with "
+                               f"`secure-kafka migrate {env.env} --to kraft` before rotating")
     return Rotation(env.certs, DockerCluster(env, progress), progress, hook)
 
 

@@ -32,7 +32,8 @@ import javax.security.auth.x500.X500Principal;
  * hostname check never runs on the Netty port, so any client certificate (an application's,
  * the admin's) completed TLS and could ask four-letter words. This context loads the same
  * keystore and truststore and checks revocation as ZooKeeper would ({@code ssl.crl}), and then
- * accepts a client only if its certificate is a broker's or a ZooKeeper node's: subjects are
+ * accepts a client only if its certificate is a node's (a broker's, a ZooKeeper node's, or a
+ * KRaft controller's, which writes to ZooKeeper while a migration runs, KIP-866): subjects are
  * {@code CN=<name>,OU=<kind>,O=secure-kafka,L=<env>} and only the nodes' kinds pass.
  * Protocols, cipher suites and {@code ssl.clientAuth} are still applied by ZooKeeper.
  *
@@ -40,7 +41,7 @@ import javax.security.auth.x500.X500Principal;
  * property: that is where the store locations and passwords are read from.
  */
 public final class NodeCertificatesOnly implements Supplier<SSLContext> {
-    static final Set<String> NODE_KINDS = Set.of("broker", "zookeeper");
+    static final Set<String> NODE_KINDS = Set.of("broker", "zookeeper", "controller");
     private static final String PREFIX = "zookeeper.ssl.";
 
     @Override
@@ -105,7 +106,7 @@ public final class NodeCertificatesOnly implements Supplier<SSLContext> {
     static void requireNode(X509Certificate[] chain) throws CertificateException {
         Set<String> kinds = kinds(chain[0].getSubjectX500Principal());
         if (kinds.size() != 1 || !NODE_KINDS.containsAll(kinds)) {
-            throw new CertificateException("ZooKeeper accepts only brokers' and ZooKeeper nodes' certificates, not "
+            throw new CertificateException("ZooKeeper accepts only nodes' certificates (brokers', ZooKeeper nodes', controllers'), not "
                     + chain[0].getSubjectX500Principal().getName());
         }
     }
