@@ -20,8 +20,10 @@ class Target(str, Enum):
 @app.command()
 def migrate(
     env: EnvArg,
-    to: Annotated[Target, typer.Option("--to", help="The metadata mode to move to: kraft (Kafka 4.x).")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, outcome (done | nothing-to-do), phases, cluster_id, elapsed_s.")] = False,
+    to: Annotated[Target | None, typer.Option("--to", help="The metadata mode to move to: kraft (Kafka 4.x).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted migration (the same as --to kraft, but refused when none is in progress).")] = False,
+    abort: Annotated[bool, typer.Option("--abort", help="Undo an unfinished migration, back to ZooKeeper mode (refused once it is finalized).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON: env, outcome (done | nothing-to-do | aborted), phases, cluster_id, elapsed_s.")] = False,
 ) -> None:
     """Move a ZooKeeper environment (Kafka 3.9) to KRaft, then onto Kafka 4.x, one node at a time.
 
@@ -32,17 +34,29 @@ def migrate(
     4.x image; the stack file then says metadataMode: kraft. Clients keep producing and
     consuming throughout (on prod, where every partition has replicas on other brokers).
 
-    Progress is kept in certs/ENV/migration/: run the same command again to continue an
-    interrupted migration. `up` and `certs rotate` refuse until it has finished.
+    Progress is kept in certs/ENV/migration/: run the same command again (or --resume) to
+    continue an interrupted migration, or --abort it until it is finalized (brokers back to ZooKeeper
+    mode, controllers removed). `up` and `certs rotate` refuse until it has finished.
     """
+    from ..errors import SecureKafkaError
     from ..ops import migration
 
     with reporting():
-        report = migration.migrate(open_env(env), to.value, progress=progress)
+        if [to is not None, resume, abort].count(True) != 1:
+            raise SecureKafkaError("choose one: --to kraft to start (or continue) a migration, --resume to continue one, --abort to undo one")
+        if abort:
+            report = migration.abort(open_env(env), progress=progress)
+        elif resume:
+            report = migration.resume(open_env(env), progress=progress)
+        else:
+            report = migration.migrate(open_env(env), to.value, progress=progress)
     if json_output:
         echo_json(report.to_json())
         return
     if report.outcome == "nothing-to-do":
         typer.echo(f"{env} is in KRaft mode already (cluster id {report.cluster_id}): nothing to migrate")
+        return
+    if report.outcome == "aborted":
+        typer.echo(f"migration of {env} aborted in {report.elapsed_s:.0f} s ({', '.join(report.phases)}): ZooKeeper mode, as before")
         return
     typer.echo(f"{env} migrated to KRaft in {report.elapsed_s:.0f} s ({', '.join(report.phases)}); cluster id {report.cluster_id}")

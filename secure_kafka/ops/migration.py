@@ -20,8 +20,7 @@ Every node step compares the node's container with the one its phase wants (the 
 spec hash): a re-run after an interruption skips what is done and continues, so `migrate`
 again is how a killed migration resumes. ``certs/<env>/migration/state.json`` records the
 phase reached; ``up``, ``certs rotate`` and a second migration refuse while it is unfinished.
-Going back (to ZooKeeper) is not offered: the phases before ``finalize`` could be reversed
-by hand as Kafka's documentation describes.
+``abort`` goes back to ZooKeeper mode until ``finalize`` begins (``Migration.abort``).
 """
 
 from __future__ import annotations
@@ -29,30 +28,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..build import image, migration
-from ..build.plan import ClusterPlan, ContainerSpec, RenderedFile
+from ..build.plan import LABEL_SPEC_HASH, ClusterPlan, ContainerSpec, RenderedFile, spec_hash
 from ..build.planner import build_plan
+from ..build.render import ZOOKEEPER_SASL_USER
 from ..dockerclient import connect
 from ..engines.docker_engine import DockerEngine
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.settings import Settings
-from ..model.topology import KRAFT, ZOOKEEPER, Node
+from ..model.topology import CONTROLLER_ID_BASE, KRAFT, ZK_SECURE_CLIENT_PORT, ZOOKEEPER, Node
+from ..pki.secretstore import ZOOKEEPER_SASL
 from ..proc import Progress, quiet
+from ..verify import probes
 from . import health
 from .context import EnvironmentContext
 
-__all__ = ["PHASES", "POINT_OF_NO_RETURN", "MigrationReport", "migrate", "in_progress", "zookeeper_cluster_id"]
+__all__ = ["PHASES", "POINT_OF_NO_RETURN", "Migration", "MigrationReport", "abort", "migrate", "in_progress", "zookeeper_cluster_id"]
 
 PHASES = ("controllers", "brokers-register", "brokers-kraft", "finalize", "retire-zookeeper", "upgrade", "settings")
 POINT_OF_NO_RETURN = "finalize"
 STATE_FILE = "migration/state.json"
 COPIED = re.compile(r"Completed migration of metadata from ZooKeeper to KRaft")
+BROKER_CONTROLLER = re.compile(r'"brokerid":(\d+)')  # /controller's content: who holds the role
 BROKER_META = "/var/lib/kafka/data/meta.properties"
 NODE_TIMEOUT_S = 240
 COPY_TIMEOUT_S = 180
@@ -63,7 +67,7 @@ Hook = Callable[[str], None]  # called before each node step with "<phase>:<node
 @dataclass
 class MigrationReport:
     env: str
-    outcome: str  # done | nothing-to-do
+    outcome: str  # done | nothing-to-do | aborted
     phases: list[str]  # the phases this run went through
     cluster_id: str
     elapsed_s: float
@@ -93,6 +97,19 @@ def zookeeper_cluster_id(engine: DockerEngine, broker: Node) -> str:
         if key.strip() == "cluster.id":
             return value.strip()
     raise SecureKafkaError(f"{broker.name}: {BROKER_META} names no cluster.id")
+
+
+def _last_lines(output: str) -> str:
+    return " | ".join(output.strip().splitlines()[-3:])
+
+
+def _poll(done: Callable[[], bool], interval_s: float, failure: Callable[[], str]) -> None:
+    """Calls ``done`` every ``interval_s`` until it is true; after COPY_TIMEOUT_S, refuses with ``failure()``."""
+    deadline = time.monotonic() + COPY_TIMEOUT_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise SecureKafkaError(failure())
+        time.sleep(interval_s)
 
 
 def _with_files(spec: ContainerSpec, files: dict[str, str]) -> ContainerSpec:
@@ -142,24 +159,31 @@ class Migration:
             state = {"phase": PHASES[0], "cluster_id": zookeeper_cluster_id(self.engine, broker)}
             self._save_state(state)
         cluster_id = state["cluster_id"]
+        if state["phase"] == "done":
+            return MigrationReport(self.env.env, "nothing-to-do", [], cluster_id, time.monotonic() - started)
         migrating, final = self._stages(cluster_id)
         zookeeper_line = image.ensure_image(self.engine.client, self.progress, mode=ZOOKEEPER)
         context = EnvironmentContext(self.env.project, self.env.env, progress=self.progress, settings=migrating)
         hybrid = self._plan(migrating, zookeeper_line)
         done: list[str] = []
-        if state["phase"] == "done":
-            return MigrationReport(self.env.env, "nothing-to-do", [], cluster_id, time.monotonic() - started)
         for phase in PHASES[PHASES.index(state["phase"]):]:
+            self.hook(phase)
             if phase == POINT_OF_NO_RETURN:
                 self.progress(f"migration of {self.env.env}: phase {phase}, the point of no return: from here the "
-                              "controllers no longer write to ZooKeeper")
+                              "controllers no longer write to ZooKeeper, and --abort is refused")
+                state = {**state, "crossed": True}
+                self._save_state(state)
             else:
                 self.progress(f"migration of {self.env.env}: phase {phase}")
             if phase == "controllers":
+                # ZooKeeper nodes on an older image first: the current one admits controllers' certificates.
+                plain = self._plan(self.env.settings, zookeeper_line)
+                for spec in (spec for spec in plain.containers if spec.role == "zookeeper"):
+                    self._replace(plain, spec, self.env.settings)
                 context.certs.add_nodes(migrating.topology.controllers)
                 if migrating.encrypted_volumes:
                     context.volumes.open()
-                self._roll(migrating, hybrid, phase, migrating.topology.controllers, migration.migration_controller)
+                self._start_together(migrating, hybrid, phase, migrating.topology.controllers, migration.migration_controller)
             elif phase == "brokers-register":
                 self._roll(migrating, hybrid, phase, migrating.topology.brokers, migration.migrating_broker)
                 self._wait_copied(migrating.topology.controllers)
@@ -168,12 +192,9 @@ class Migration:
             elif phase == "finalize":
                 self._roll(migrating, hybrid, phase, migrating.topology.controllers, migration.zookeeper_line_controller)
             elif phase == "retire-zookeeper":
-                for node in migrating.topology.zookeepers:
-                    self.hook(f"{phase}:{node.name}")
-                    if self.engine.inspect(node.container) is not None:
-                        self.progress(f"{node.name}: stopping and removing (its volume stays until `down --purge`)")
-                        self.engine.stop(node.container)
-                        self.engine.api.remove_container(node.container, force=True)
+                self._remove(phase, migrating.topology.zookeepers, "its volume stays, locked, until `down --purge`")
+                if migrating.encrypted_volumes:
+                    context.volumes.close([node.name for node in migrating.topology.zookeepers])
             elif phase == "upgrade":
                 kraft_line = image.ensure_image(self.engine.client, self.progress, mode=KRAFT)
                 plan = self._plan(final, kraft_line)
@@ -186,6 +207,109 @@ class Migration:
             state = {**state, "phase": PHASES[PHASES.index(phase) + 1] if phase != PHASES[-1] else "done"}
             self._save_state(state)
         return MigrationReport(self.env.env, "done", done, cluster_id, time.monotonic() - started)
+
+    def abort(self) -> MigrationReport:
+        """Back to ZooKeeper mode, as Kafka's documentation reverts a migration that is not
+        finalized: brokers in KRaft mode return to ZooKeeper mode (still registered with the
+        controllers); the controllers go, and ``/controller`` and ``/migration`` are deleted, so
+        that a broker takes the controller role again and a later migration starts afresh; the
+        brokers restart without the migration settings.
+        The controllers' volumes are destroyed (a new migration formats them again)."""
+        started = time.monotonic()
+        state = self._load_state()
+        if state.get("crossed"):
+            raise SecureKafkaError(
+                f"the migration of {self.env.env} is past the point of no return ({POINT_OF_NO_RETURN} has begun): "
+                f"finish it with `secure-kafka migrate {self.env.env} --to kraft`")
+        self._save_state({**state, "aborting": True})
+        migrating, _ = self._stages(state["cluster_id"])
+        zookeeper_line = image.ensure_image(self.engine.client, self.progress, mode=ZOOKEEPER)
+        hybrid, plain = self._plan(migrating, zookeeper_line), self._plan(self.env.settings, zookeeper_line)
+        context = EnvironmentContext(self.env.project, self.env.env, progress=self.progress, settings=migrating)
+        brokers, controllers = migrating.topology.brokers, migrating.topology.controllers
+
+        self.progress(f"abort of the migration of {self.env.env}: phase restore-zookeeper-brokers")
+        specs = {spec.node: spec for spec in hybrid.containers}
+        for broker in brokers:
+            self.hook(f"restore-zookeeper-brokers:{broker.name}")
+            in_kraft = spec_hash(_with_files(specs[broker.name], migration.zookeeper_line_kraft_broker(migrating, broker, self.env.secrets)))
+            info = self.engine.inspect(broker.container)
+            if info is None or info["Config"]["Labels"].get(LABEL_SPEC_HASH) == in_kraft:
+                self._replace(hybrid, _with_files(specs[broker.name], migration.migrating_broker(migrating, broker, self.env.secrets)), migrating)
+
+        self.progress(f"abort of the migration of {self.env.env}: phase remove-controllers")
+        self._remove("remove-controllers", controllers, "its volume is destroyed")
+        self._hand_back_controller_role(migrating)
+        if migrating.encrypted_volumes:
+            context.volumes.close([node.name for node in controllers])
+            context.volumes.destroy([node.name for node in controllers])
+
+        self.progress(f"abort of the migration of {self.env.env}: phase zookeeper-brokers")
+        for spec in (spec for spec in plain.containers if spec.role == "broker"):
+            self.hook(f"zookeeper-brokers:{spec.node}")
+            self._replace(plain, spec, self.env.settings)
+        self.state_path.unlink()
+        return MigrationReport(self.env.env, "aborted", ["restore-zookeeper-brokers", "remove-controllers", "zookeeper-brokers"],
+                               state["cluster_id"], time.monotonic() - started)
+
+    def _remove(self, phase: str, nodes: Sequence[Node], what_stays: str) -> None:
+        for node in nodes:
+            self.hook(f"{phase}:{node.name}")
+            if self.engine.inspect(node.container) is not None:
+                self.progress(f"{node.name}: stopping and removing ({what_stays})")
+                self.engine.stop(node.container)
+                self.engine.api.remove_container(node.container, force=True)
+
+    def _hand_back_controller_role(self, settings: Settings) -> None:
+        """Deletes ``/migration`` (the migration's state: a later migration would otherwise
+        take it for done and write its empty metadata over ZooKeeper's) and ``/controller`` (a
+        KRaft controller holds it), then waits until a ZooKeeper-mode broker holds the role."""
+        for znode in ("/migration", "/controller"):
+            output = self._zookeeper_shell(settings, "deleteall", znode)
+            if "NoAuth" in output or "failed to authenticate" in output:
+                raise SecureKafkaError(f"ZooKeeper refused to delete {znode} ({_last_lines(output)}): run --abort again")
+        output = ""
+
+        def broker_holds_it() -> bool:
+            nonlocal output
+            output = self._zookeeper_shell(settings, "get", "/controller")
+            holder = BROKER_CONTROLLER.search(output)
+            if holder and int(holder.group(1)) < CONTROLLER_ID_BASE:
+                self.progress(f"broker {holder.group(1)} holds the controller role again")
+                return True
+            return False
+
+        _poll(broker_holds_it, 2, lambda: f"no broker took the controller role within {COPY_TIMEOUT_S} s "
+                                          f"(ZooKeeper's shell: {_last_lines(output)}): run --abort again")
+
+    def _zookeeper_shell(self, settings: Settings, *command: str) -> str:
+        """ZooKeeper's shell on the environment network, with a broker's certificate and the
+        brokers' SASL login (the owner of the znodes Kafka writes): what it printed."""
+        broker, zookeeper = settings.topology.brokers[0], settings.topology.zookeepers[0]
+        tls = settings.tls
+        with tempfile.TemporaryDirectory(dir=self.env.certs.root, prefix=".zookeeper-shell-") as scratch:
+            work_dir = Path(scratch) / "shell"
+            work_dir.mkdir(mode=0o700)
+            return probes.zookeeper_shell(
+                self.engine.inspect(zookeeper.container)["Config"]["Image"], settings.topology.network,
+                f"{zookeeper.name}:{ZK_SECURE_CLIENT_PORT}", self.env.certs.node_dir(broker.name),
+                self.env.certs.store_password(broker.name), work_dir, *command,
+                sasl_password=self.env.secrets.get(ZOOKEEPER_SASL), sasl_user=ZOOKEEPER_SASL_USER,
+                tls_properties={"zookeeper.ssl.protocol": tls.protocol, "zookeeper.ssl.enabledProtocols": tls.enabled_protocols,
+                                "zookeeper.ssl.ciphersuites": tls.cipher_suites})
+
+    def _start_together(self, settings: Settings, plan: ClusterPlan, phase: str, nodes: Sequence[Node],
+                        render: Callable[..., dict[str, str]]) -> None:
+        """New nodes no client depends on yet (the migration's controllers): started at once,
+        as a quorum must be, then waited for together."""
+        specs = {spec.node: spec for spec in plan.containers}
+        outcomes = set()
+        for node in nodes:
+            self.hook(f"{phase}:{node.name}")
+            outcomes.add(self.engine.apply_container(plan, _with_files(specs[node.name], render(settings, node, self.env.secrets))))
+        if outcomes != {"unchanged"}:
+            self.engine.wait_healthy([node.container for node in nodes], NODE_TIMEOUT_S)
+            self._wait_in_sync(settings)
 
     def _roll(self, settings: Settings, plan: ClusterPlan, phase: str, nodes: Sequence[Node],
               render: Callable[..., dict[str, str]]) -> None:
@@ -222,17 +346,32 @@ class Migration:
     def _wait_copied(self, controllers: Sequence[Node]) -> None:
         """Until a controller logs that it copied the metadata from ZooKeeper (the migration
         controllers' containers are this migration's own: their whole log is)."""
-        deadline = time.monotonic() + COPY_TIMEOUT_S
-        while True:
+        def one_copied() -> bool:
             for node in controllers:
-                logs = self.engine.api.logs(node.container).decode(errors="replace")
-                if COPIED.search(logs):
+                if COPIED.search(self.engine.api.logs(node.container).decode(errors="replace")):
                     self.progress(f"{node.name}: copied the metadata from ZooKeeper")
-                    return
-            if time.monotonic() > deadline:
-                raise SecureKafkaError(f"no controller copied the metadata from ZooKeeper within {COPY_TIMEOUT_S} s: "
-                                       f"see `docker logs` of {controllers[0].container}")
-            time.sleep(1)
+                    return True
+            return False
+
+        _poll(one_copied, 1, lambda: f"no controller copied the metadata from ZooKeeper within {COPY_TIMEOUT_S} s: "
+                                     f"see `docker logs` of {controllers[0].container}")
+
+
+def abort(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = lambda _: None) -> MigrationReport:
+    """Undoes the migration in progress until it is finalized; refuses when there is none."""
+    if not in_progress(env):
+        raise SecureKafkaError(f"no migration of {env.env} is in progress: nothing to abort")
+    with env.trail.recorded("migrate --abort") as changes:
+        report = Migration(env, progress, hook).abort()
+        changes.update(phases=report.phases)
+    return report
+
+
+def resume(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = lambda _: None) -> MigrationReport:
+    """Continues the migration in progress from its last finished step; refuses when there is none."""
+    if not in_progress(env):
+        raise SecureKafkaError(f"no migration of {env.env} is in progress: nothing to resume (start one with --to kraft)")
+    return migrate(env, KRAFT, progress, hook)
 
 
 def migrate(env: EnvironmentContext, to: str, progress: Progress = quiet, hook: Hook = lambda _: None) -> MigrationReport:

@@ -37,7 +37,7 @@ This module holds the pure names (paths; the planner uses them), ``make_backend`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import SecureKafkaError
@@ -246,18 +246,18 @@ class EncryptedVolumes:
             outcome[node] = "created" if node in new else "remounted" if state == UNSERVED else "unlocked"
         return outcome
 
-    def close(self) -> None:
-        """Locks every volume of the environment (after its containers are gone)."""
-        for node in self._known():
+    def close(self, nodes: Sequence[str] | None = None) -> None:
+        """Locks every volume of the environment, or those of ``nodes`` (after their containers are gone)."""
+        for node in self._known() if nodes is None else nodes:
             backend = self.backend_of(node)
             volume = self.volume(node, backend)
             if mounted_source(volume.mountpoint) is not None:
                 self.progress(f"volume {node}: locking")
             backend.lock(volume)
 
-    def destroy(self) -> None:
-        """Deletes every volume and its key. Irreversible."""
-        for node in self._known():
+    def destroy(self, nodes: Sequence[str] | None = None) -> None:
+        """Deletes every volume and its key, or those of ``nodes``. Irreversible."""
+        for node in self._known() if nodes is None else nodes:
             made_by = self.backend_of(node)
             for backend in self._backends:
                 volume = self.volume(node, backend)

@@ -129,7 +129,7 @@ def test_any_acl_file(tmp_path, document):
 # `verify` act on Docker or generate keys: their argument errors are the same code path;
 # `status` exits 1 for an unhealthy environment, with its report.)
 HEADS = [["check"], ["certs", "list"], ["certs", "verify"], ["client-config"], ["init"], ["audit"],
-         ["certs", "rotate", "--abort"], []]
+         ["certs", "rotate", "--abort"], ["migrate", "--resume"], []]
 TOKENS = st.one_of(st.sampled_from(["dev", "prod", "ci", "Dev", "x" * 70, "../etc", "-", "--", "--json", "--help",
                                     "--profile", "dev", "prod", "weird", "--format", "java", "kafka", "--auth", "scram",
                                     "--out", "/nonexistent/dir", "--since", "1h", "yesterday", "--denied",

@@ -107,3 +107,26 @@ def test_a_stack_file_that_cannot_be_updated_in_place_is_left_alone(tmp_path):
     with pytest.raises(SecureKafkaError, match="cannot set .* in place"):
         project.update("dev", {"clusterId": ZK_CLUSTER_ID})
     assert path.read_text() == "config:\n  'secure-kafka:profile': dev\nother: 1\n"
+
+
+@pytest.mark.parametrize(("args", "refusal"), [
+    ([], "choose one: --to kraft"),
+    (["--to", "kraft", "--abort"], "choose one: --to kraft"),
+    (["--resume", "--abort"], "choose one: --to kraft"),
+    (["--resume"], "no migration of dev is in progress: nothing to resume (start one with --to kraft)"),
+    (["--abort"], "no migration of dev is in progress: nothing to abort"),
+    (["--to", "zookeeper"], "Invalid value for '--to'"),
+])
+def test_the_migrate_command_refuses_what_it_cannot_do_in_one_line(tmp_path, monkeypatch, args, refusal):
+    from typer.testing import CliRunner
+
+    from secure_kafka.cli import app
+
+    monkeypatch.setenv("SECURE_KAFKA_PROJECT", str(tmp_path))
+    (tmp_path / "Pulumi.yaml").write_text("name: test\nruntime: python\n")
+    Project(tmp_path).write(defaults("dev", profiles.DEV))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(app, ["migrate", "dev", *args])
+    assert result.exit_code != 0 and refusal in result.output, result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "a refusal writes nothing"

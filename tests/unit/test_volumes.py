@@ -189,6 +189,19 @@ def test_destroy_removes_images_and_keys(tmp_path):
     assert not (tmp_path / "certs" / "dev" / volumes.KEYS_DIR).exists()
 
 
+def test_close_and_destroy_of_some_nodes_leave_the_others(tmp_path):
+    """What a migration does to the controllers' volumes on --abort, and to ZooKeeper's once retired."""
+    vols, backend = env_volumes(tmp_path)
+    vols.open()
+    backend.calls.clear()
+    vols.close(["zk-0"])
+    vols.destroy(["zk-0"])
+    assert backend.calls == [("lock", "zk-0"), ("destroy", "zk-0")]
+    assert not vols.volume("zk-0").storage.exists() and vols.volume("kafka-0").storage.exists()
+    assert not volumes.key_path(tmp_path / "certs" / "dev", "zk-0").exists()
+    assert volumes.key_path(tmp_path / "certs" / "dev", "kafka-0").exists()
+
+
 def test_paths_are_pure_functions_of_project_env_and_node():
     run_dir = volumes.run_dir("0a1b2c3d", "dev")
     assert run_dir == "/run/secure-kafka/0a1b2c3d/dev"  # per project: another checkout's dev is elsewhere

@@ -45,6 +45,7 @@ from .state import (
 
 STARTING_GRACE_S = 180  # how long a resumed rotation waits for a node whose healthcheck is pending
 RELOAD_VISIBLE_S = 30  # how long a reloaded broker may take to present its new certificate
+NOTHING_IN_PROGRESS = "no rotation of {env!r} is in progress: nothing to resume or abort"
 
 
 # --- what a rotation needs from the running cluster -----------------------------------------
@@ -120,9 +121,14 @@ class Rotation:
     def in_progress(self) -> bool:
         return self.state_path.exists()
 
+    def require_in_progress(self) -> None:
+        """Refuses --resume/--abort before anything is written (a lock file, a trail entry)."""
+        if not self.in_progress():
+            raise SecureKafkaError(NOTHING_IN_PROGRESS.format(env=self.env))
+
     def load_state(self) -> State:
         return read_json(self.state_path, _interrupted_state,
-                         missing=f"no rotation of {self.env!r} is in progress: nothing to resume or abort",
+                         missing=NOTHING_IN_PROGRESS.format(env=self.env),
                          unreadable=f"{self.store.relative(self.state_path)}: unreadable rotation state")
 
     def save(self, state: State) -> None:
@@ -498,11 +504,15 @@ def rotate_ca(env: EnvironmentContext, pause_after_trust: bool = False, progress
 
 
 def resume(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
-    return _recorded(env, "certs rotate --resume", lambda: _rotation(env, progress, hook).resume())
+    rotation = _rotation(env, progress, hook)
+    rotation.require_in_progress()
+    return _recorded(env, "certs rotate --resume", rotation.resume)
 
 
 def abort(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = _no_hook) -> Report:
-    return _recorded(env, "certs rotate --abort", lambda: _rotation(env, progress, hook).abort())
+    rotation = _rotation(env, progress, hook)
+    rotation.require_in_progress()
+    return _recorded(env, "certs rotate --abort", rotation.abort)
 
 
 def rotate_if_due(env: EnvironmentContext, window: dt.timedelta, ca: bool = False, node: str | None = None,
