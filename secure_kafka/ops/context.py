@@ -13,12 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
+from ..build import render
 from ..build.planner import environment_labels
 from ..dockerclient import connect
 from ..errors import SecureKafkaError
+from ..fsutil import write_atomic
 from ..model.settings import Project, Settings
 from ..model.topology import ADMIN
 from ..pki.certstore import CertStore
@@ -94,6 +97,32 @@ class EnvironmentContext:
         return clients.scram_config(
             self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
         )
+
+    def client_config(self, principal: str, fmt: str, auth: str | None, out: Path) -> Path:
+        """Writes a ready-to-use client config plus the files it points at into ``out``."""
+        if fmt not in render.CLIENT_CONFIG_FORMATS:
+            raise SecureKafkaError(f"unknown format {fmt!r}: use {', '.join(render.CLIENT_CONFIG_FORMATS)}")
+        has_scram = self.secrets.has(scram_password_name(principal))
+        auth = auth or ("scram" if has_scram else "mtls")
+        if auth not in ("scram", "mtls"):
+            raise SecureKafkaError(f"unknown auth {auth!r}: use scram or mtls")
+        if auth == "scram" and not has_scram:
+            raise SecureKafkaError(f"{principal} has no SCRAM user in {self.env}: use --auth mtls or `secure-kafka users add`")
+        source = self.certs.client_dir(principal)
+        if not source.is_dir():
+            raise SecureKafkaError(f"no client certificate for {principal} in {self.env}: add the principal first")
+        out = out.resolve()
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        wanted = ["ca.crt", "truststore.p12"] + (["client.crt", "client.key", "keystore.p12"] if auth == "mtls" else [])
+        for name in wanted:
+            write_atomic(out / name, (source / name).read_bytes(), mode=0o600 if name != "ca.crt" else 0o644)
+        password = self.secrets.get(scram_password_name(principal)) if auth == "scram" else None
+        filename, text = render.render_client_config(
+            self.settings, fmt=fmt, auth=auth, directory=out, principal=principal,
+            store_password=self.certs.store_password(principal), scram_password=password,
+        )
+        write_atomic(out / filename, text, mode=0o600)
+        return out / filename
 
     def admin_client(self, timeout_s: float = REACH_TIMEOUT_S) -> AdminClient:
         """The admin over mTLS, once every broker is registered; a clear error when the cluster does not answer."""

@@ -14,6 +14,9 @@ The ZooKeeper → KRaft migration is Kafka 3.9's own (KIP-866); the phases, in o
     retire-zookeeper   the ZooKeeper containers are stopped and removed (their volumes and
                        certificates stay until `down --purge`)
     upgrade            controllers, then brokers, restart on the 4.x image (the KRaft plan)
+    features           the feature levels (metadata.version first) are raised to the 4.x
+                       release's, Kafka's last upgrade step: the cluster stayed at 3.9's until
+                       here, and a new KRaft environment starts at 4.x's
     settings           the stack file says metadataMode: kraft and the cluster's id
 
 Every node step compares the node's container with the one its phase wants (the plan's
@@ -43,18 +46,21 @@ from ..engines.docker_engine import DockerEngine
 from ..errors import SecureKafkaError
 from ..fsutil import write_atomic
 from ..model.settings import Settings
-from ..model.topology import CONTROLLER_ID_BASE, KRAFT, ZK_SECURE_CLIENT_PORT, ZOOKEEPER, Node
+from ..model.topology import ADMIN, CONTROLLER_ID_BASE, KRAFT, ZK_SECURE_CLIENT_PORT, ZOOKEEPER, Node
 from ..pki.secretstore import ZOOKEEPER_SASL
 from ..proc import Progress, quiet
 from ..verify import probes
-from . import health
+from . import health, kafka_tools
 from .context import EnvironmentContext
 
-__all__ = ["PHASES", "POINT_OF_NO_RETURN", "Migration", "MigrationReport", "abort", "migrate", "in_progress", "zookeeper_cluster_id"]
+__all__ = ["PHASES", "POINT_OF_NO_RETURN", "Migration", "MigrationReport", "abort", "migrate", "resume", "in_progress",
+           "zookeeper_cluster_id"]
 
-PHASES = ("controllers", "brokers-register", "brokers-kraft", "finalize", "retire-zookeeper", "upgrade", "settings")
+PHASES = ("controllers", "brokers-register", "brokers-kraft", "finalize", "retire-zookeeper", "upgrade", "features", "settings")
 POINT_OF_NO_RETURN = "finalize"
 STATE_FILE = "migration/state.json"
+METADATA_VERSION = "metadata.version"
+KRAFT_VERSION = "kraft.version"
 COPIED = re.compile(r"Completed migration of metadata from ZooKeeper to KRaft")
 BROKER_CONTROLLER = re.compile(r'"brokerid":(\d+)')  # /controller's content: who holds the role
 BROKER_META = "/var/lib/kafka/data/meta.properties"
@@ -201,12 +207,35 @@ class Migration:
                 for spec in plan.containers:  # controllers first: the plan's start order
                     self.hook(f"{phase}:{spec.node}")
                     self._replace(plan, spec, final)
+            elif phase == "features":
+                self._raise_feature_levels(final, image.ensure_image(self.engine.client, self.progress, mode=KRAFT))
             elif phase == "settings":
                 self.env.project.update(self.env.env, {"metadataMode": KRAFT, "clusterId": cluster_id})
             done.append(phase)
             state = {**state, "phase": PHASES[PHASES.index(phase) + 1] if phase != PHASES[-1] else "done"}
             self._save_state(state)
         return MigrationReport(self.env.env, "done", done, cluster_id, time.monotonic() - started)
+
+    def _raise_feature_levels(self, settings: Settings, kraft_line: str) -> None:
+        """``kafka-features upgrade`` to the levels of the 4.x release, as the admin over mTLS;
+        refuses unless metadata.version then stands at the highest level the nodes support.
+        kraft.version stays 0, as in a new environment: its controller quorum is static
+        (controller.quorum.voters), and kraft.version 1 is KIP-853's dynamic quorum, which
+        `--release-version` would switch on."""
+        release = ".".join(settings.kafka_version.split(".")[:2])
+        bootstrap = ",".join(settings.topology.bootstrap("ssl"))
+        wanted = {name: level for name, level in kafka_tools.release_levels(kraft_line, release).items()
+                  if name != KRAFT_VERSION}
+        updates = [part for name, level in wanted.items() for part in ("--feature", f"{name}={level}")]
+        with tempfile.TemporaryDirectory(dir=self.env.certs.root, prefix=".features-") as scratch:
+            config = self.env.client_config(ADMIN, "java", "mtls", Path(scratch) / "admin")
+            upgraded = kafka_tools.features(kraft_line, config, bootstrap, "upgrade", *updates)
+            self.progress(f"feature levels: {'; '.join(upgraded.strip().splitlines())}")
+            levels = kafka_tools.finalized_levels(kafka_tools.features(kraft_line, config, bootstrap, "describe"))
+        finalized, highest = levels.get(METADATA_VERSION, ("none", "?"))
+        if finalized != highest:
+            raise SecureKafkaError(f"{METADATA_VERSION} is {finalized} after the upgrade to {release}, not {highest}: "
+                                   f"run `secure-kafka migrate {self.env.env} --resume` again")
 
     def abort(self) -> MigrationReport:
         """Back to ZooKeeper mode, as Kafka's documentation reverts a migration that is not

@@ -278,7 +278,7 @@ def zookeeper_shell(
         _write_private(work_dir / "jaas.conf", "Client { org.apache.zookeeper.server.auth.DigestLoginModule required "
                                                f'username="{sasl_user}" password="{sasl_password}"; }};\n')
         jvm += " -Djava.security.auth.login.config=/probe/jaas.conf"
-    _hand_to_container_user(work_dir)
+    hand_to_container_user(work_dir)
     proc = subprocess.run(
         ["docker", "run", "--rm", "--network", network, "--user", f"{CONTAINER_UID}:{CONTAINER_UID}",
          "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}",
@@ -296,7 +296,8 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _hand_to_container_user(directory: Path) -> None:
+def hand_to_container_user(directory: Path) -> None:
+    """Gives ``directory`` and its files to the image's user (0700/0600): a one-off container reads them."""
     for path in (directory, *directory.iterdir()):
         if os.geteuid() == 0:
             os.chown(path, CONTAINER_UID, CONTAINER_UID)

@@ -17,11 +17,12 @@ from confluent_kafka.admin import NewTopic
 from interruption import Killed, kill_at
 from steady_traffic import SteadyTraffic
 
+from secure_kafka.build import image
 from secure_kafka.build.plan import LABEL_NODE
 from secure_kafka.environment import Environment
 from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.topology import ADMIN, KAFKA_VERSIONS, KRAFT
-from secure_kafka.ops import acladmin, migration, users
+from secure_kafka.ops import acladmin, kafka_tools, migration, users
 from secure_kafka.testing import running_environment
 
 pytestmark = pytest.mark.integration
@@ -168,3 +169,13 @@ def test_an_unfinished_migration_aborts_back_to_zookeeper_and_cannot_once_finali
         migrated = Environment(env.project, env.env)
         assert migrated.settings.metadata_mode == KRAFT
         assert read_all(migrated.scram_config(ADMIN), topic) == written
+        # Kafka 4.4's feature levels, as a new KRaft environment starts with: metadata.version
+        # no longer 3.9's, the new consumer group protocol (group.version 1) enabled, and the
+        # controller quorum still static (kraft.version 0, controller.quorum.voters).
+        config = migrated.client_config(ADMIN, "java", "mtls", tmp_path / "admin")
+        kraft_line = image.ensure_image(docker_client, print, mode=KRAFT)
+        levels = kafka_tools.finalized_levels(
+            kafka_tools.features(kraft_line, config, ",".join(migrated.bootstrap_servers["ssl"]), "describe"))
+        print(f"feature levels after the migration (finalized, highest): {levels}")
+        assert levels["metadata.version"][0] == levels["metadata.version"][1] != "3.9-IV0", levels
+        assert levels["group.version"][0] == "1" and levels["kraft.version"][0] == "0", levels

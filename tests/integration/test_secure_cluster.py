@@ -7,9 +7,7 @@ Every refusal has a control beside it that succeeds, so a refusal cannot pass by
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
 import uuid
 
 import pytest
@@ -17,7 +15,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from secure_kafka.model.topology import ADMIN
-from secure_kafka.ops import kafka_admin
+from secure_kafka.ops import kafka_admin, kafka_tools
 from secure_kafka.pki import CA
 from secure_kafka.verify import probes
 
@@ -55,17 +53,6 @@ def test_round_trip_with_confluent_kafka(dev_env, producer_auth, consumer_auth):
     assert kafka_admin.round_trip(configs[producer_auth], configs[consumer_auth], kafka_admin.VERIFY_TOPIC) < 60
 
 
-def run_tool_container(env, runtime_image, config_dir, *argv, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Kafka's own tools from the image, on the host network, reading the generated config."""
-    for path in [config_dir, *config_dir.iterdir()]:
-        os.chown(path, 10001, 10001)  # the image's user reads the client files
-    return subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", "host", "--user", "10001:10001",
-         "-v", f"{config_dir}:{config_dir}:ro", runtime_image, *argv],
-        input=stdin, capture_output=True, text=True, timeout=120,
-    )
-
-
 @pytest.mark.parametrize("auth", ["scram", "mtls"])
 def test_console_tools_round_trip_with_generated_java_config(dev_env, mode_image, tmp_path, auth):
     """Kafka's own tools of the environment's Kafka line (3.9 or 4.4: its console clients take
@@ -74,16 +61,16 @@ def test_console_tools_round_trip_with_generated_java_config(dev_env, mode_image
     config = dev_env.client_config(ADMIN, "java", auth, tmp_path / auth)
     bootstrap_servers = ",".join(dev_env.bootstrap_servers["sasl_ssl" if auth == "scram" else "ssl"])
     topic = f"console-{auth}-{uuid.uuid4().hex[:6]}"
-    created = run_tool_container(dev_env, mode_image, config.parent, "kafka-topics", "--bootstrap-server",
+    created = kafka_tools.run_tool(mode_image, config.parent, "kafka-topics", "--bootstrap-server",
                                  bootstrap_servers, "--command-config", str(config), "--create", "--topic", topic,
                                  "--partitions", "1", "--replication-factor", "1")
     assert created.returncode == 0, created.stderr[-800:]
     records = [f"{auth}-record-{i}" for i in range(3)]
-    produced = run_tool_container(dev_env, mode_image, config.parent, "kafka-console-producer", "--bootstrap-server",
+    produced = kafka_tools.run_tool(mode_image, config.parent, "kafka-console-producer", "--bootstrap-server",
                                   bootstrap_servers, "--command-config" if kraft else "--producer.config", str(config), "--topic", topic,
                                   stdin="\n".join(records) + "\n")
     assert produced.returncode == 0, produced.stderr[-800:]
-    consumed = run_tool_container(dev_env, mode_image, config.parent, "kafka-console-consumer", "--bootstrap-server",
+    consumed = kafka_tools.run_tool(mode_image, config.parent, "kafka-console-consumer", "--bootstrap-server",
                                   bootstrap_servers, "--command-config" if kraft else "--consumer.config", str(config), "--topic", topic,
                                   "--from-beginning", "--max-messages", "3", "--timeout-ms", "60000")
     assert consumed.returncode == 0, consumed.stderr[-800:]

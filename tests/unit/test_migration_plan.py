@@ -130,3 +130,17 @@ def test_the_migrate_command_refuses_what_it_cannot_do_in_one_line(tmp_path, mon
     assert result.exit_code != 0 and refusal in result.output, result.output
     assert "Traceback" not in result.output
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "a refusal writes nothing"
+
+
+def test_the_feature_levels_are_read_from_kafka_features_describe():
+    from secure_kafka.ops.kafka_tools import finalized_levels
+
+    describe = ("Feature: group.version\tSupportedMinVersion: 0\tSupportedMaxVersion: 1\tFinalizedVersionLevel: 0\tEpoch: 32\n"
+                "Feature: metadata.version\tSupportedMinVersion: 3.3-IV3\tSupportedMaxVersion: 4.4-IV0\t"
+                "FinalizedVersionLevel: 3.9-IV0\tEpoch: 32\n")
+    assert finalized_levels(describe) == {"group.version": ("0", "1"), "metadata.version": ("3.9-IV0", "4.4-IV0")}
+    assert finalized_levels("Error while describing features: timed out") == {}
+
+
+def test_the_feature_levels_are_raised_after_every_node_runs_the_new_line():
+    assert PHASES.index("features") == PHASES.index("upgrade") + 1
