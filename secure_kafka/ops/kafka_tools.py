@@ -15,8 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import SecureKafkaError
-from ..model.topology import CONTAINER_UID
-from ..verify.probes import hand_to_container_user
+from ..verify.probes import ONE_OFF_HARDENING, hand_to_container_user
 
 FEATURE_COMMAND = "org.apache.kafka.tools.FeatureCommand"
 _MAPPING_LINE = re.compile(r"^(?P<name>[a-z.]+)=(?P<level>\d+)", re.MULTILINE)
@@ -33,8 +32,7 @@ def run_tool(image: str, config_dir: Path | None, *argv: str, stdin: str | None 
         hand_to_container_user(config_dir)
         mount = ["-v", f"{config_dir}:{config_dir}:ro"]
     return subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", "host", "--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "--cap-drop", "ALL",
-         "--security-opt", "no-new-privileges:true", *mount, image, *argv],
+        ["docker", "run", "--rm", "-i", "--network", "host", *ONE_OFF_HARDENING, *mount, image, *argv],
         input=stdin, capture_output=True, text=True, timeout=timeout_s,
     )
 

@@ -109,12 +109,13 @@ def _last_lines(output: str) -> str:
     return " | ".join(output.strip().splitlines()[-3:])
 
 
-def _poll(done: Callable[[], bool], interval_s: float, failure: Callable[[], str]) -> None:
-    """Calls ``done`` every ``interval_s`` until it is true; after COPY_TIMEOUT_S, refuses with ``failure()``."""
+def _poll(pending: Callable[[], str | None], interval_s: float, failure: Callable[[str], str]) -> None:
+    """Calls ``pending`` every ``interval_s`` until it returns None (done); after
+    COPY_TIMEOUT_S, refuses with ``failure`` of what it last returned."""
     deadline = time.monotonic() + COPY_TIMEOUT_S
-    while not done():
+    while (seen := pending()) is not None:
         if time.monotonic() > deadline:
-            raise SecureKafkaError(failure())
+            raise SecureKafkaError(failure(seen))
         time.sleep(interval_s)
 
 
@@ -297,19 +298,16 @@ class Migration:
             output = self._zookeeper_shell(settings, "deleteall", znode)
             if "NoAuth" in output or "failed to authenticate" in output:
                 raise SecureKafkaError(f"ZooKeeper refused to delete {znode} ({_last_lines(output)}): run --abort again")
-        output = ""
-
-        def broker_holds_it() -> bool:
-            nonlocal output
+        def no_broker_holds_it() -> str | None:
             output = self._zookeeper_shell(settings, "get", "/controller")
             holder = BROKER_CONTROLLER.search(output)
             if holder and int(holder.group(1)) < CONTROLLER_ID_BASE:
                 self.progress(f"broker {holder.group(1)} holds the controller role again")
-                return True
-            return False
+                return None
+            return output
 
-        _poll(broker_holds_it, 2, lambda: f"no broker took the controller role within {COPY_TIMEOUT_S} s "
-                                          f"(ZooKeeper's shell: {_last_lines(output)}): run --abort again")
+        _poll(no_broker_holds_it, 2, lambda output: f"no broker took the controller role within {COPY_TIMEOUT_S} s "
+                                                    f"(ZooKeeper's shell: {_last_lines(output)}): run --abort again")
 
     def _zookeeper_shell(self, settings: Settings, *command: str) -> str:
         """ZooKeeper's shell on the environment network, with a broker's certificate and the
@@ -375,15 +373,15 @@ class Migration:
     def _wait_copied(self, controllers: Sequence[Node]) -> None:
         """Until a controller logs that it copied the metadata from ZooKeeper (the migration
         controllers' containers are this migration's own: their whole log is)."""
-        def one_copied() -> bool:
+        def none_copied() -> str | None:
             for node in controllers:
                 if COPIED.search(self.engine.api.logs(node.container).decode(errors="replace")):
                     self.progress(f"{node.name}: copied the metadata from ZooKeeper")
-                    return True
-            return False
+                    return None
+            return ""
 
-        _poll(one_copied, 1, lambda: f"no controller copied the metadata from ZooKeeper within {COPY_TIMEOUT_S} s: "
-                                     f"see `docker logs` of {controllers[0].container}")
+        _poll(none_copied, 1, lambda _: f"no controller copied the metadata from ZooKeeper within {COPY_TIMEOUT_S} s: "
+                                        f"see `docker logs` of {controllers[0].container}")
 
 
 def abort(env: EnvironmentContext, progress: Progress = quiet, hook: Hook = lambda _: None) -> MigrationReport:

@@ -280,8 +280,7 @@ def zookeeper_shell(
         jvm += " -Djava.security.auth.login.config=/probe/jaas.conf"
     hand_to_container_user(work_dir)
     proc = subprocess.run(
-        ["docker", "run", "--rm", "--network", network, "--user", f"{CONTAINER_UID}:{CONTAINER_UID}",
-         "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "-e", f"JVM_OPTS={jvm}",
+        ["docker", "run", "--rm", "--network", network, *ONE_OFF_HARDENING, "-e", f"JVM_OPTS={jvm}",
          "-v", f"{work_dir}:/probe:ro", "-v", f"{tls_dir}:/etc/kafka/tls:ro", image,
          "timeout", str(timeout_s), "zookeeper-shell", "-server", server,
          "-client-configuration", "/probe/client.properties", *command],
@@ -294,6 +293,12 @@ def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+# How every one-off container of the image runs (probes, Kafka's tools): as the image's user,
+# with no capabilities and no way to gain privileges.
+ONE_OFF_HARDENING = ("--user", f"{CONTAINER_UID}:{CONTAINER_UID}", "--cap-drop", "ALL",
+                     "--security-opt", "no-new-privileges:true")
 
 
 def hand_to_container_user(directory: Path) -> None:
