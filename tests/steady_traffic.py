@@ -52,9 +52,12 @@ class SteadyTraffic:
         # OUT_OF_ORDER_SEQUENCE_NUMBER, librdkafka bumps the producer epoch and re-sends what
         # the broker had already written (librdkafka issue 4953: seen here once, 1 duplicate
         # in a CA rotation). The claims under test are the cluster's, not librdkafka's.
+        # Batches of about 5 records (linger 50 ms): at 5 ms each record was its own acks=all
+        # request, and the requests and replica fetches this drew kept 1.3 of the machine's 2
+        # cores busy (0.08 at 50 ms), which doubled every restart the fault tests time.
         self._producer = Producer({**producer_config, "acks": "all", "enable.idempotence": True,
                                    "max.in.flight.requests.per.connection": 1,
-                                   "delivery.timeout.ms": 300000, "linger.ms": 5})
+                                   "delivery.timeout.ms": 300000, "linger.ms": 50})
         self._consumer = Consumer({**consumer_config, "group.id": f"faults-{uuid.uuid4().hex[:8]}",
                                    "enable.auto.commit": False})
         self.acked: list[tuple[float, bytes]] = []
