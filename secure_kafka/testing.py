@@ -46,6 +46,8 @@ from .proc import Progress
 __all__ = [
     "free_port_base",
     "running_environment",
+    "sigterm_interrupts",
+    "signals_deferred",
     "ClientConfig",
     "read_librdkafka_conf",
     "SecureKafkaStack",
@@ -82,7 +84,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt, as SIGINT does, so ``finally`` blocks run on both.
 
     Python's default SIGTERM ends the process without unwinding, which would leave the
@@ -100,7 +102,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_deferred(progress: Progress) -> Iterator[None]:
+def signals_deferred(progress: Progress) -> Iterator[None]:
     """Cleanup runs to its end: SIGINT and SIGTERM arriving meanwhile are reported, not obeyed.
 
     A second Ctrl-C (or a runner's SIGTERM after its SIGINT) must not stop a teardown
@@ -141,12 +143,12 @@ def running_environment(
     project = Project(root)
     project.write(settings)
     env = Environment(project, name, progress=progress)
-    with _sigterm_interrupts(), _passphrase_set():
+    with sigterm_interrupts(), _passphrase_set():
         try:
             env.up()
             yield env
         finally:
-            with _signals_deferred(progress):
+            with signals_deferred(progress):
                 env.down(purge=True)
 
 

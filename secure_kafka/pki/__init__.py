@@ -46,8 +46,9 @@ from ..model.topology import NAME_PATTERN
 from . import keyfile
 
 ORGANIZATION = "secure-kafka"
-# Certificate kinds, the OU of a subject.
-KINDS = ("ca", "broker", "zookeeper", "controller", "client")
+# Certificate kinds, the OU of a subject. "engine": a Docker engine's TLS endpoint, for an
+# environment spread over several Docker hosts.
+KINDS = ("ca", "broker", "zookeeper", "controller", "client", "engine")
 # Certificates start a few minutes in the past so a peer whose clock lags a little
 # still accepts them; the total validity stays exactly what was asked for.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -368,7 +369,7 @@ class CA:
         """
         check_name("certificate name", name)
         if kind not in KINDS or kind == "ca":
-            raise SecureKafkaError(f"invalid certificate kind {kind!r}: use broker, zookeeper, controller or client")
+            raise SecureKafkaError(f"invalid certificate kind {kind!r}: use broker, zookeeper, controller, client or engine")
         if validity_days <= 0:
             raise SecureKafkaError(f"certificate validity must be positive, got {validity_days} days")
         if not (server or client):
