@@ -31,6 +31,7 @@ import requests
 from docker.tls import TLSConfig
 
 from secure_kafka import pki
+from secure_kafka.dockerclient import connect
 from secure_kafka.testing import signals_deferred, sigterm_interrupts
 
 ENGINE_PORT = 2376  # Docker's registered port for its TLS endpoint
@@ -78,6 +79,17 @@ def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True, text=True)
 
 
+@contextmanager
+def _undone_on_failure(step) -> Iterator[None]:
+    """A step's ``__exit__`` also when its ``__enter__`` fails half-way: an ExitStack only
+    undoes what entered."""
+    try:
+        yield
+    except BaseException:
+        step.__exit__(None, None, None)
+        raise
+
+
 def _free_subnet() -> ipaddress.IPv4Network:
     """A /24 of ``SUBNETS`` that no address on this machine is in yet."""
     used = subprocess.run(["ip", "-4", "-o", "addr"], check=True, capture_output=True, text=True).stdout
@@ -101,10 +113,11 @@ class _Bridge:
         self.forward_rule = ("FORWARD", "-i", name, "-o", name, "-j", "ACCEPT")
 
     def __enter__(self) -> _Bridge:
-        _run("ip", "link", "add", self.name, "type", "bridge")
-        _run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.name)
-        _run("ip", "link", "set", self.name, "up")
-        _run("iptables", "-I", *self.forward_rule)
+        with _undone_on_failure(self):
+            _run("ip", "link", "add", self.name, "type", "bridge")
+            _run("ip", "addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.name)
+            _run("ip", "link", "set", self.name, "up")
+            _run("iptables", "-I", *self.forward_rule)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -120,18 +133,20 @@ class _Namespace:
         self.outside = f"{name}-o"  # the link's end on the machine's side (15 characters at most)
 
     def __enter__(self) -> _Namespace:
-        _run("ip", "netns", "add", self.name)
-        _run("ip", "link", "add", self.outside, "type", "veth", "peer", "name", "eth0", "netns", self.name)
-        _run("ip", "link", "set", self.outside, "master", self.bridge.name, "up")
-        inside = ("ip", "netns", "exec", self.name)
-        _run(*inside, "ip", "addr", "add", f"{self.address}/{self.bridge.subnet.prefixlen}", "dev", "eth0")
-        _run(*inside, "ip", "link", "set", "eth0", "up")
-        _run(*inside, "ip", "link", "set", "lo", "up")
-        _run(*inside, "ip", "route", "add", "default", "via", self.bridge.gateway)
+        with _undone_on_failure(self):
+            _run("ip", "netns", "add", self.name)
+            _run("ip", "link", "add", self.outside, "type", "veth", "peer", "name", "eth0", "netns", self.name)
+            _run("ip", "link", "set", self.outside, "master", self.bridge.name, "up")
+            inside = ("ip", "netns", "exec", self.name)
+            _run(*inside, "ip", "addr", "add", f"{self.address}/{self.bridge.subnet.prefixlen}", "dev", "eth0")
+            _run(*inside, "ip", "link", "set", "eth0", "up")
+            _run(*inside, "ip", "link", "set", "lo", "up")
+            _run(*inside, "ip", "route", "add", "default", "via", self.bridge.gateway)
         return self
 
     def __exit__(self, *exc) -> None:
-        # Deleting the namespace deletes its end of the link, and with it the machine's end.
+        # Deleting the namespace deletes its end of the link, and with it the machine's end; the
+        # second call is for a link made while its namespace end never got there.
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         subprocess.run(["ip", "link", "del", self.outside], capture_output=True)
 
@@ -167,8 +182,8 @@ class _Daemon:
             self.process.kill()
             self.process.wait()
         subprocess.run(["pkill", "-KILL", "-f", str(self.state_dir)], capture_output=True)  # shims, if any outlived it
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                  if line.split()[1].startswith(str(self.state_dir))]
+        mounts = [point for point in (line.split()[1] for line in Path("/proc/mounts").read_text().splitlines())
+                  if point.startswith(str(self.state_dir))]
         for mount in sorted(mounts, reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
 
@@ -188,7 +203,7 @@ def _wait_answering(host: DockerHost, daemon: _Daemon) -> None:
 
 def load_images(hosts: Sequence[DockerHost], images: Sequence[str]) -> None:
     """Copies images from the machine's engine onto every host (no host can pull)."""
-    local = docker.from_env(timeout=600)
+    local = connect()
     for image in images:
         archive = b"".join(local.images.get(image).save(named=True))
         for host in hosts:

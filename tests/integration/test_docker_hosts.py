@@ -89,7 +89,7 @@ def test_hosts_are_separate_engines_and_reach_each_others_published_ports(hosts)
             host.client().networks.get("reach").remove()
 
 
-def test_the_hosts_leave_nothing_behind(docker_client):
+def test_the_hosts_leave_nothing_behind():
     with docker_hosts(1) as (host,):
         state, name = host.state_dir, host.name
         assert host.client().ping()
