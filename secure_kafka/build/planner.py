@@ -105,7 +105,11 @@ def _container(
         command=command,
         hostname=node.name,
         # JVM_OPTS reaches the node's JVM and, through `docker exec`, Kafka's tools beside it.
-        env={"JVM_OPTS": " ".join((f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *(revocation_checks.JVM_OPTIONS if revocation else ())))},
+        env={
+            "JVM_OPTS": " ".join((f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", *(revocation_checks.JVM_OPTIONS if revocation else ()))),
+            # The start scripts refuse a volume with less free (docker/bin/storage-space-guard).
+            "VOLUME_START_FLOOR_MIB": str(volumes.START_FLOOR_MIB),
+        },
         mounts=(
             # Directories, never single files: a file replaced by rename (rotation) would not
             # reach the container through a single-file bind mount.

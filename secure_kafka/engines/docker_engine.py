@@ -104,8 +104,11 @@ class DockerEngine:
         existing = self.inspect(spec.name)
         if existing is not None:
             same = existing["Config"]["Labels"].get(LABEL_SPEC_HASH) == want
-            if same and existing["State"]["Running"] and restart:
-                self.progress(f"{spec.node}: restarting, to mount its volume again")
+            # Between two attempts of its restart policy (which waits longer after each failed
+            # start, up to a minute): started now, it need not wait out the policy's delay.
+            looping = existing["State"].get("Restarting", False)
+            if same and existing["State"]["Running"] and (restart or looping):
+                self.progress(f"{spec.node}: restarting, " + ("to mount its volume again" if restart else "it kept exiting"))
                 self.stop(spec.name)
                 self.api.start(spec.name)
                 return "restarted"

@@ -60,7 +60,7 @@ from .keys import MASTER_KEY_BYTES, unwrap_key, wrap_key
 
 __all__ = [
     # this module's
-    "RUN_ROOT", "STORAGE_DIR", "KEYS_DIR", "DEFAULT_SIZE_GIB", "FULL_WARNING_PCT",
+    "RUN_ROOT", "STORAGE_DIR", "KEYS_DIR", "DEFAULT_SIZE_GIB", "FULL_WARNING_PCT", "START_FLOOR_MIB",
     "run_dir", "mountpoint", "plaintext_dir", "storage_path", "key_path", "fullness_warning",
     "make_backend", "EncryptedVolumes",
     # re-exported from backend, gocryptfs, fscrypt, keys and the settings (patch them where they are defined)
@@ -79,6 +79,10 @@ DEFAULT_SIZE_GIB = 2
 # `status` warns from here on: Kafka takes a log directory offline when a write fails for want
 # of space, and a broker whose only log directory is offline stops.
 FULL_WARNING_PCT = 85
+# A node does not start with less free space than this (docker/bin/storage-space-guard, which
+# says why: Kafka's recovery on a full volume can empty a segment of acknowledged records).
+# The planner hands it to every container; `status` calls a volume under it full.
+START_FLOOR_MIB = 32
 
 # --- pure names (the planner uses them; no I/O) ----------------------------------------------
 
@@ -109,16 +113,18 @@ def key_path(certs_dir: Path, node: str) -> Path:
 
 
 def fullness_warning(node: str, total_bytes: int, free_bytes: int, env: str) -> str | None:
-    """What `status` says of a volume at or past ``FULL_WARNING_PCT`` (None below it)."""
+    """What `status` says of a volume at or past ``FULL_WARNING_PCT``, or with less than
+    ``START_FLOOR_MIB`` free (None otherwise)."""
     if total_bytes <= 0:
         return None
     used_pct = 100 * (total_bytes - free_bytes) // total_bytes
+    free_mib = free_bytes // 2**20
+    if free_mib < START_FLOOR_MIB:
+        return (f"volume of {node} is full ({free_mib} MiB free): Kafka takes a full log directory offline, and {node} "
+                f"does not start again under {START_FLOOR_MIB} MiB free: free space (lower retention, delete topics), "
+                f"then run `secure-kafka up {env}`")
     if used_pct < FULL_WARNING_PCT:
         return None
-    free_mib = free_bytes // 2**20
-    if free_mib < 1:
-        return (f"volume of {node} is full: {node} cannot write, and Kafka takes a full log directory offline: "
-                f"free space (lower retention, delete topics) and restart {node} with `secure-kafka up {env}`")
     return (f"volume of {node} is {used_pct}% full ({free_mib} MiB free): lower retention or delete topics before "
             f"it fills (a full volume stops {node})")
 

@@ -171,8 +171,9 @@ def test_a_restarted_docker_engine_brings_the_environment_back_with_every_record
 def test_a_volume_filling_up_is_warned_of_then_named_full_and_up_recovers_it(mode_image, docker_client, tmp_path):
     """An fscrypt volume (a fixed-size image; gocryptfs grows with the host's filesystem) filled
     from the host beside the broker: `status` warns from 85 %, names the full volume once the
-    broker can write nothing, and after space is freed `up` brings the broker back with every
-    record acknowledged before."""
+    broker can write nothing, the restart policy's starts are refused before Kafka touches the
+    full volume, and after space is freed `up` brings the broker back with every record
+    acknowledged before."""
     with running_environment(tmp_path / "project", volume_backend="fscrypt", volume_size_gib=1,
                              metadata_mode=KRAFT) as env:
         broker = env.settings.topology.brokers[0]
@@ -207,13 +208,24 @@ def test_a_volume_filling_up_is_warned_of_then_named_full_and_up_recovers_it(mod
             time.sleep(2)
         print(f"\nFAULT volume full: status said {full[0]!r}; nodes: {[(n['name'], n['state'], n['health']) for n in report['nodes']]}")
 
+        # The restart policy keeps starting the broker; on the full volume its start script
+        # must refuse before Kafka's log recovery runs there (which can empty a segment).
+        refusal = "storage-space-guard: not starting"
+        deadline = time.monotonic() + 90
+        while (log_while_full := docker_client.api.logs(broker.container).decode(errors="replace")).count(refusal) < 2:
+            assert time.monotonic() < deadline, "the broker's start was not refused twice on the full volume within 90 s"
+            time.sleep(2)
+        since_refused = log_while_full[log_while_full.index(refusal):].splitlines()
+        assert all(line.startswith(refusal) for line in since_refused), since_refused[:10]  # no Kafka start
         filler.unlink()
         env.up()
         assert env.status()["healthy"]
         watermarks = Consumer({**env.admin_mtls_config(), "group.id": "watermarks"}).get_watermark_offsets(
             TopicPartition(topic, 0), timeout=30)
-        log = docker_client.api.logs(broker.container).decode(errors="replace").splitlines()
-        said = [line for line in log if any(w in line.lower() for w in ("truncat", "recover", "corrupt", "offline"))]
-        assert watermarks[1] >= len(before), (watermarks, said[-20:])
+        log = docker_client.api.logs(broker.container).decode(errors="replace")
+        restarted = log[log.rindex(refusal):].splitlines()  # the Kafka that `up` started, space freed
+        said = [line for line in restarted if any(w in line.lower() for w in ("corrupt segment", "invalid offset", "internalerror"))]
+        assert not said, said[:10]
+        assert watermarks[1] >= len(before), watermarks
         seen = consume_all(env, topic, len(before))
         assert seen[:len(before)] == before, f"{len(seen)} records read back, the first {len(before)} must be those acked before"

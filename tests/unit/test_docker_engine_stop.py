@@ -1,5 +1,6 @@
 """The Docker engine's container steps: a broker that had to be killed waits out its ZooKeeper
-session; a container that matches the plan is restarted only when its volume was mounted again;
+session; a container that matches the plan is restarted only when its volume was mounted again or it
+keeps exiting;
 a port held by someone else is refused, one a removed container still holds gets time to come free."""
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def test_stop_waits_for_the_session_of_a_killed_broker_only(monkeypatch, role, e
 class ApplyApi:
     """A container that matches the plan and runs: what `up` finds after a volume was remounted."""
 
-    def __init__(self, spec_hash: str):
-        self.info = {"State": {"Running": True, "ExitCode": 0},
+    def __init__(self, spec_hash: str, restarting: bool = False):
+        self.info = {"State": {"Running": True, "Restarting": restarting, "ExitCode": 0},
                      "Config": {"Labels": {LABEL_ROLE: "broker", LABEL_SPEC_HASH: spec_hash}}}
         self.calls: list[str] = []
 
@@ -64,13 +65,15 @@ class ApplyApi:
         self.calls.append(f"start {name}")
 
 
-@pytest.mark.parametrize(("restart", "outcome", "calls"), [
-    (False, "unchanged", []),
-    (True, "restarted", ["stop sk-dev-kafka-0", "start sk-dev-kafka-0"]),  # it must mount its volume again
+@pytest.mark.parametrize(("restart", "restarting", "outcome", "calls"), [
+    (False, False, "unchanged", []),
+    (True, False, "restarted", ["stop sk-dev-kafka-0", "start sk-dev-kafka-0"]),  # it must mount its volume again
+    # exiting at each start (a full volume): started now, not after the restart policy's delay
+    (False, True, "restarted", ["stop sk-dev-kafka-0", "start sk-dev-kafka-0"]),
 ])
-def test_a_matching_running_container_is_restarted_only_when_asked(restart, outcome, calls):
+def test_a_matching_running_container_is_restarted_only_when_asked_or_looping(restart, restarting, outcome, calls):
     spec = ContainerSpec(name="sk-dev-kafka-0", node="kafka-0", role="broker", image="img", command=("x",), hostname="kafka-0")
-    api = ApplyApi(spec_hash(spec))
+    api = ApplyApi(spec_hash(spec), restarting)
     engine = docker_engine.DockerEngine(SimpleNamespace(api=api), project_root=None)
     assert engine.apply_container(None, spec, restart=restart) == outcome
     assert api.calls == calls

@@ -164,7 +164,7 @@ def test_controllers_publish_nothing_and_format_with_the_cluster_id(secrets):
     assert all(c.healthcheck.test[-1].endswith(f"/{CONTROLLER_PORT}") for c in controllers)
     heap, cpus = profiles.PROD.resources("controller")
     jvm_options = " ".join((f"-Xms{heap}m", f"-Xmx{heap}m", *revocation.JVM_OPTIONS))
-    assert all(c.env == {"JVM_OPTS": jvm_options} and c.nano_cpus == int(cpus * 1e9) for c in controllers)
+    assert all(c.env == {"JVM_OPTS": jvm_options, "VOLUME_START_FLOOR_MIB": "32"} and c.nano_cpus == int(cpus * 1e9) for c in controllers)
 
 
 # --- audit ---------------------------------------------------------------------------------------

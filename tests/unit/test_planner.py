@@ -81,7 +81,8 @@ def test_commands_env_and_mounts(secrets, make):
         else:
             assert spec.command == ("kafka-server-start", "/etc/kafka/config/server.properties")
             heap, data = settings.profile.broker_heap_mb, "/var/lib/kafka"
-        assert spec.env == {"JVM_OPTS": " ".join((f"-Xms{heap}m", f"-Xmx{heap}m", *revocation.JVM_OPTIONS))}
+        assert spec.env == {"JVM_OPTS": " ".join((f"-Xms{heap}m", f"-Xmx{heap}m", *revocation.JVM_OPTIONS)),
+                            "VOLUME_START_FLOOR_MIB": "32"}
         assert spec.mounts == (
             plan.Mount("bind", f"/srv/project/certs/{env}/runtime/{spec.node}", "/etc/kafka/config", read_only=True),
             plan.Mount("bind", f"/srv/project/certs/{env}/nodes/{spec.node}", "/etc/kafka/tls", read_only=True),

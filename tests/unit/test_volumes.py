@@ -451,9 +451,12 @@ def test_gocryptfs_state(tmp_path, monkeypatch, fstype, serving, plaintext, stat
 
 
 @pytest.mark.parametrize("total, free, warning", [
-    (100 * 2**20, 20 * 2**20, None),                                       # 80 % used: quiet
-    (100 * 2**20, 15 * 2**20, "volume of kafka-0 is 85% full (15 MiB free)"),
-    (100 * 2**20, 2**19, "volume of kafka-0 is full: kafka-0 cannot write"),
+    (2**30, 205 * 2**20, None),                                            # 80 % used: quiet
+    (2**30, 150 * 2**20, "volume of kafka-0 is 85% full (150 MiB free)"),
+    (2**30, 32 * 2**20, "volume of kafka-0 is 96% full (32 MiB free)"),     # a node still starts
+    (2**30, 32 * 2**20 - 1, "volume of kafka-0 is full (31 MiB free): "),   # under the start floor
+    (2**30, 2**19, "volume of kafka-0 is full (0 MiB free): "),
+    (100 * 2**20, 20 * 2**20, "volume of kafka-0 is full (20 MiB free): "),  # small: full at 80 %
     (0, 0, None),                                                          # nothing to measure
 ])
 def test_fullness_warning(total, free, warning):
