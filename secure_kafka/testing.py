@@ -192,8 +192,9 @@ def read_librdkafka_conf(path: Path) -> dict[str, str]:
 class SecureKafkaStack:
     """A running ephemeral environment and the client configs of its principals."""
 
-    def __init__(self, env: Environment):
+    def __init__(self, env: Environment, producer_tuning: bool = True):
         self.env = env
+        self.producer_tuning = producer_tuning  # render.render_client_config's
         self._configs: dict[tuple[str, str | None], ClientConfig] = {}
 
     @property
@@ -236,8 +237,8 @@ class SecureKafkaStack:
                 )
             auth = auth or "scram"
             directory = self.project_root / "client-configs" / f"{principal}-{auth}"
-            librdkafka_file = self.env.client_config(principal, "librdkafka", auth, directory)
-            java_properties = self.env.client_config(principal, "java", auth, directory)
+            librdkafka_file = self.env.client_config(principal, "librdkafka", auth, directory, self.producer_tuning)
+            java_properties = self.env.client_config(principal, "java", auth, directory, self.producer_tuning)
             self._configs[key] = ClientConfig(principal, auth, read_librdkafka_conf(librdkafka_file),
                                               librdkafka_file, java_properties, directory)
         return self._configs[key]
@@ -250,10 +251,13 @@ def ci_stack(
     encrypted_volumes: bool = True,
     progress: Progress = print,
     metadata_mode: str = ZOOKEEPER,
+    producer_tuning: bool = True,
 ) -> Iterator[SecureKafkaStack]:
     """An ephemeral ``ci``-profile environment in a temporary project, removed without a trace.
 
     ``metadata_mode`` "zookeeper" runs Kafka 3.9 with ZooKeeper, "kraft" Kafka 4.4.
+    ``producer_tuning``: whether the client configs carry the producer settings that keep TLS
+    cheap (``render.render_client_config``).
 
     On exit (also on failure, SIGINT or SIGTERM): containers, network, volumes, mounts, keys
     and PKI are purged, then the temporary project directory is deleted.
@@ -263,7 +267,7 @@ def ci_stack(
     try:
         with running_environment(root, profile="ci", name=name, progress=progress,
                                  encrypted_volumes=encrypted_volumes, metadata_mode=metadata_mode) as env:
-            stack = SecureKafkaStack(env)
+            stack = SecureKafkaStack(env, producer_tuning)
             for principal in principals:
                 stack.add_principal(principal)
             if acl_source is not None:
@@ -284,6 +288,7 @@ INI_PRINCIPALS = "secure_kafka_principals"
 INI_ACL_FILE = "secure_kafka_acl_file"
 INI_ENCRYPTED_VOLUMES = "secure_kafka_encrypted_volumes"
 INI_METADATA_MODE = "secure_kafka_metadata_mode"
+INI_PRODUCER_TUNING = "secure_kafka_producer_tuning"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -295,6 +300,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "encrypted volumes (needs root; default true)", type="bool", default=True)
     parser.addini(INI_METADATA_MODE, "zookeeper (Kafka 3.9, the default) or kraft (Kafka 4.4): the "
                   "secure_kafka_env environment's metadata mode", default=ZOOKEEPER)
+    parser.addini(INI_PRODUCER_TUNING, "whether the client configs carry producer settings that keep TLS "
+                  "cheap (compression.type=lz4, linger.ms=20, larger batches; default true)", type="bool", default=True)
 
 
 def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
@@ -328,7 +335,8 @@ def secure_kafka_env(pytestconfig: pytest.Config, secure_kafka_principals: list[
     if mode not in METADATA_MODES:
         raise SecureKafkaError(f"ini option {INI_METADATA_MODE} is {mode!r}: use {' or '.join(METADATA_MODES)}")
     with ci_stack(secure_kafka_principals, acl_files[0] if acl_files else None,
-                  pytestconfig.getini(INI_ENCRYPTED_VOLUMES), progress, metadata_mode=mode) as stack:
+                  pytestconfig.getini(INI_ENCRYPTED_VOLUMES), progress, metadata_mode=mode,
+                  producer_tuning=pytestconfig.getini(INI_PRODUCER_TUNING)) as stack:
         announce(f"environment {stack.name} up (project {stack.project_root}); "
                  f"SASL_SSL {','.join(stack.bootstrap_servers['sasl_ssl'])}, principals {', '.join(stack.principals)}")
         try:

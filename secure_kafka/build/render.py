@@ -365,6 +365,7 @@ def render_client_config(
     store_password: str,
     scram_password: str | None = None,
     renderer: Renderer | None = None,
+    producer_tuning: bool = True,
 ) -> tuple[str, str]:
     """``(filename, content)`` of a ready-to-use client configuration for ``principal``.
 
@@ -373,7 +374,10 @@ def render_client_config(
     arguments (``CLIENT_CONFIG_FORMATS``). ``auth`` "scram" connects to the
     SASL_SSL listeners with ``scram_password``; "mtls" to the SSL listeners with the
     principal's certificate. File paths point into ``directory`` (absolute), which holds
-    the files named by the ``CLIENT_*`` constants.
+    the files named by the ``CLIENT_*`` constants. ``producer_tuning`` adds the producer
+    settings that keep TLS cheap (compression, batch size, linger; the templates say why) to
+    the formats whose clients accept keys they do not use: java and librdkafka. kafka-python's
+    and aiokafka's consumers refuse producer keyword arguments, so their files have none.
     """
     renderer = renderer or default_renderer()
     if fmt not in CLIENT_CONFIG_FORMATS:
@@ -397,6 +401,7 @@ def render_client_config(
         "truststore": directory / CLIENT_TRUSTSTORE,
         "store_password": store_password,
         "scram_password": scram_password,
+        "producer_tuning": producer_tuning,
         **_tls(settings),
     }
     filename, template = CLIENT_CONFIG_FORMATS[fmt]

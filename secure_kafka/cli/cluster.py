@@ -165,10 +165,12 @@ def client_config(
     fmt: Annotated[ConfigFormat, typer.Option("--format", help="librdkafka: DIR/librdkafka.conf for kcat -F and confluent-kafka; java: DIR/client.properties for Kafka's tools; "
                                                                                 "kafka-python / aiokafka: DIR/<format>.json, keyword arguments of their clients (README).")] = ConfigFormat.librdkafka,
     auth: Annotated[AuthMethod | None, typer.Option(help="scram (SASL_SSL) or mtls (SSL + client certificate); default scram where the principal has a SCRAM user.")] = None,
+    producer_tuning: Annotated[bool, typer.Option(help="java and librdkafka: add producer settings that keep TLS cheap (compression.type=lz4, linger.ms=20, "
+                                                       "larger batches; README, \"Security tax\"). --no-producer-tuning leaves the clients' own defaults.")] = True,
 ) -> None:
     """Write a ready-to-use client configuration (with absolute file paths) for a principal."""
     with reporting():
-        path = open_env(env, quiet=True).client_config(principal, fmt.value, auth.value if auth else None, out)
+        path = open_env(env, quiet=True).client_config(principal, fmt.value, auth.value if auth else None, out, producer_tuning)
     typer.echo(str(path))
     if sys.stdout.isatty():
         typer.echo("(contains credentials: keep it private)", err=True)

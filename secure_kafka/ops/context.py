@@ -98,8 +98,9 @@ class EnvironmentContext:
             self.settings, self.certs.client_dir(ADMIN) / "ca.crt", user, self.secrets.get(scram_password_name(user))
         )
 
-    def client_config(self, principal: str, fmt: str, auth: str | None, out: Path) -> Path:
-        """Writes a ready-to-use client config plus the files it points at into ``out``."""
+    def client_config(self, principal: str, fmt: str, auth: str | None, out: Path, producer_tuning: bool = True) -> Path:
+        """Writes a ready-to-use client config plus the files it points at into ``out``;
+        ``producer_tuning``: ``render.render_client_config``'s."""
         if fmt not in render.CLIENT_CONFIG_FORMATS:
             raise SecureKafkaError(f"unknown format {fmt!r}: use {', '.join(render.CLIENT_CONFIG_FORMATS)}")
         has_scram = self.secrets.has(scram_password_name(principal))
@@ -120,6 +121,7 @@ class EnvironmentContext:
         filename, text = render.render_client_config(
             self.settings, fmt=fmt, auth=auth, directory=out, principal=principal,
             store_password=self.certs.store_password(principal), scram_password=password,
+            producer_tuning=producer_tuning,
         )
         write_atomic(out / filename, text, mode=0o600)
         return out / filename

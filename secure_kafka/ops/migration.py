@@ -229,7 +229,7 @@ class Migration:
                   if name != KRAFT_VERSION}
         updates = [part for name, level in wanted.items() for part in ("--feature", f"{name}={level}")]
         with tempfile.TemporaryDirectory(dir=self.env.certs.root, prefix=".features-") as scratch:
-            config = self.env.client_config(ADMIN, "java", "mtls", Path(scratch) / "admin")
+            config = self.env.client_config(ADMIN, "java", "mtls", Path(scratch) / "admin", producer_tuning=False)
             upgraded = kafka_tools.features(kraft_line, config, bootstrap, "upgrade", *updates)
             self.progress(f"feature levels: {'; '.join(upgraded.strip().splitlines())}")
             levels = kafka_tools.finalized_levels(kafka_tools.features(kraft_line, config, bootstrap, "describe"))

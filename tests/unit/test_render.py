@@ -418,6 +418,19 @@ def test_python_client_configs_are_keyword_arguments(fmt, auth, listener):
         assert conf == {"bootstrap_servers": conf["bootstrap_servers"], "security_protocol": "SSL"}
 
 
+@pytest.mark.parametrize("fmt, parse, tuning", [
+    ("java", parse_properties, {"compression.type": "lz4", "linger.ms": "20", "batch.size": "262144"}),
+    ("librdkafka", parse_conf, {"compression.type": "lz4", "linger.ms": "20", "batch.size": "1000000"}),
+])
+@pytest.mark.parametrize("producer_tuning", [True, False])
+def test_java_and_librdkafka_configs_carry_the_producer_tuning_unless_opted_out(fmt, parse, tuning, producer_tuning):
+    _, text = render.render_client_config(dev(), fmt, "scram", CLIENT_DIR, "alice", store_password="store-pw",
+                                          scram_password="scram-pw", producer_tuning=producer_tuning)
+    conf = parse(text)
+    assert {key: conf.get(key) for key in tuning} == (tuning if producer_tuning else dict.fromkeys(tuning))
+    assert conf["security.protocol"] == "SASL_SSL"  # the rest as before
+
+
 def test_scram_client_config_needs_a_scram_password():
     with pytest.raises(SecureKafkaError, match="no SCRAM password"):
         render.render_client_config(dev(), "java", "scram", CLIENT_DIR, "bob", store_password="x")
