@@ -13,7 +13,8 @@ cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB 
 
     .venv/bin/python benchmarks/security_tax_bench.py [--records 200000] [--size 1024] [--rounds 5]
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
-        [--payload random|events] [--pin] [--profile DIR]
+        [--payload random|events] [--pin] [--profile DIR] [--fixed-load 0.5] [--load-seconds 20]
+        [--broker-config num.io.threads=4 num.io.threads=2 ...]
 
 ``--pin`` gives each side a CPU of its own (the broker container CPU 1, this process and its
 librdkafka threads CPU 0), so the broker's cost and the client's are measured apart.
@@ -21,6 +22,16 @@ librdkafka threads CPU 0), so the broker's cost and the client's are measured ap
 (benchmarks/broker_profile.py; the recordings stay in DIR) and prints where its CPU went per
 variant: each category's share of the samples, and its CPU seconds per GiB (share x the
 cgroup's figure), with the difference TLS makes.
+
+``--broker-config KEY=VALUE ...`` sets dynamic broker configs (KIP-226: thread counts, socket
+buffers) on the broker before the first round, one after the other: a lever to try, measured against the same
+run's PLAINTEXT.
+
+``--fixed-load FRACTION`` then offers every variant the same load, FRACTION of PLAINTEXT's
+saturation rate (its median produce throughput above), for ``--load-seconds`` per round, as
+production brokers rarely run saturated: each record's produce latency (librdkafka's, from
+``produce()`` to its acknowledgement), p50 and p99, and the cores the broker and this process
+kept busy meanwhile. Target: TLS's p99 at most 1.2 x PLAINTEXT's.
 
 Prints every round, the medians with their min..max spread, and each secure variant's
 throughput relative to PLAINTEXT against the target: at most 10 % loss.
@@ -42,7 +53,7 @@ from collections import Counter
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 import broker_profile  # benchmarks/ is on sys.path when a script runs
 from throughput import (
     PAYLOAD_KINDS,
@@ -58,6 +69,8 @@ from secure_kafka.pki.secretstore import scram_password_name
 from secure_kafka.testing import running_environment
 
 TARGET_LOSS = 0.10
+TARGET_P99_RATIO = 1.2  # fixed load: TLS's p99 produce latency against PLAINTEXT's
+PACE_S = 0.005  # the fixed load's producer queues what is due every 5 ms
 USER = "bench"
 PREFIX = "bench-"
 VARIANTS = ("plaintext", "sasl_ssl", "mtls")
@@ -152,6 +165,46 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
     return figures
 
 
+def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args, rate: float) -> dict[str, float]:
+    """``rate`` records/s for ``args.load_seconds``: latency percentiles and cores kept busy."""
+    topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
+    broker = env.settings.topology.brokers[0].container
+    values = payloads(args.payload, args.size)
+    latencies: list[float] = []
+    failed: list[str] = []
+
+    def delivered(err, msg) -> None:
+        if err:
+            failed.append(err.str())
+        else:
+            latencies.append(msg.latency())
+
+    producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
+                         "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
+    producer.produce(topic, values[-1])  # connections and the producer id before the clock starts
+    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+    queued = 0
+    while (elapsed := time.monotonic() - start) < args.load_seconds:
+        for _ in range(int(rate * elapsed) - queued):
+            producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
+            queued += 1
+        producer.poll(0)
+        time.sleep(PACE_S)
+    assert producer.flush(120) == 0 and not failed, failed[:3]
+    seconds = time.monotonic() - start
+    admin.delete_topics([topic])[topic].result(timeout=30)
+    latencies.sort()
+    return {
+        "offered records/s": queued / args.load_seconds,
+        "p50 ms": latencies[len(latencies) // 2] * 1000,
+        "p99 ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "broker cores": (container_cpu(api, broker) - cpu_broker) / seconds,
+        "client cores": (process_cpu() - cpu_client) / seconds,
+    }
+
+
 def print_profiles(directory: Path, results: dict[str, list[dict[str, float]]]) -> None:
     """Per variant, where the broker's produce CPU went (all counted rounds' recordings together)."""
     shares = {}
@@ -176,7 +229,8 @@ def print_profiles(directory: Path, results: dict[str, list[dict[str, float]]]) 
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):7.1f} ({min(values):.1f}..{max(values):.1f})"
+    digits = 2 if max(values) < 10 else 1  # cores and milliseconds need the second digit
+    return f"{statistics.median(values):7.{digits}f} ({min(values):.{digits}f}..{max(values):.{digits}f})"
 
 
 def main() -> None:
@@ -195,12 +249,18 @@ def main() -> None:
                         help="keep the broker's data on an encrypted volume (default: a plain one, so only the wire is measured)")
     parser.add_argument("--pin", action="store_true", help="the broker on CPU 1, this process on CPU 0")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="record the broker with JFR during each counted produce, into DIR")
+    parser.add_argument("--fixed-load", type=float, default=0.0, metavar="FRACTION",
+                        help="then offer each variant FRACTION of PLAINTEXT's saturation rate: latency and CPU (0: off)")
+    parser.add_argument("--load-seconds", type=float, default=20.0, help="length of each fixed-load round")
+    parser.add_argument("--broker-config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dynamic broker configs set before the first round (levers to try)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     api = connect().api
     ensure_image(connect())
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    loaded: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="sk-bench-security-tax-") as root, \
             running_environment(Path(root), "dev", plaintext_loopback=True, encrypted_volumes=args.encrypted_volumes,
                                 progress=lambda line: None) as env:
@@ -211,10 +271,25 @@ def main() -> None:
             api.update_container(env.settings.topology.brokers[0].container, cpuset_cpus="1")
             os.sched_setaffinity(0, {0})
         admin = AdminClient(env.admin_mtls_config())
+        # One at a time, in the order given: a thread count may fall by at most half per update,
+        # so num.io.threads=4 num.io.threads=2 takes the default 8 down to 2.
+        for pair in args.broker_config:
+            entry = ConfigEntry(*pair.split("=", 1), incremental_operation=AlterConfigOpType.SET)
+            resources = [ConfigResource(ResourceType.BROKER, str(env.settings.topology.broker_id(broker)), incremental_configs=[entry])
+                         for broker in env.settings.topology.brokers]  # librdkafka refuses the cluster default's empty name
+            for future in admin.incremental_alter_configs(resources).values():
+                future.result(timeout=60)
+            # Applied asynchronously, and the next update is checked against what is applied.
+            deadline = time.monotonic() + 60
+            while any(future.result(timeout=30)[entry.name].value != entry.value
+                      for future in admin.describe_configs(resources).values()):
+                assert time.monotonic() < deadline, f"{pair} not applied within 60 s"
+                time.sleep(1)
         print(f"dev environment {env.env}: 1 broker (CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
               f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
+              f"{'; broker configs ' + ', '.join(args.broker_config) if args.broker_config else ''}"
               f"{'; broker on CPU 1, client on CPU 0' if args.pin else ''}", flush=True)
         for index in range(args.warmup + args.rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
@@ -226,6 +301,16 @@ def main() -> None:
                     results[variant].append(figures)
                 label = f"round {index - args.warmup + 1}" if counted else "warm-up"
                 print(f"{label:8} {variant:9} " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
+        if args.fixed_load:
+            saturation = statistics.median(r["produce MiB/s"] for r in results["plaintext"]) * 2**20 / args.size
+            rate = args.fixed_load * saturation
+            print(f"\nfixed load: {rate:.0f} records/s ({args.fixed_load:.0%} of PLAINTEXT's {saturation:.0f}), "
+                  f"{args.load_seconds:g} s per round", flush=True)
+            for index in range(args.rounds):
+                for variant in VARIANTS[index % 3:] + VARIANTS[:index % 3]:
+                    figures = fixed_load_round(env, api, admin, configs[variant], args, rate)
+                    loaded[variant].append(figures)
+                    print(f"round {index + 1:<2} {variant:9} " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
     print(f"\nhost load average (1/5/15 min) at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs (other work on the host makes the spread)")
     print(f"medians (min..max) of {args.rounds} rounds:")
@@ -242,6 +327,19 @@ def main() -> None:
             print(f"  {variant:9} {direction}: throughput x{ratio:.2f} (loss {1 - ratio:6.1%}, {verdict} the "
                   f"{TARGET_LOSS:.0%} target), broker CPU/GiB x{median[f'{direction} broker CPU s/GiB'] / plain[f'{direction} broker CPU s/GiB']:.2f}, "
                   f"client CPU/GiB x{median[f'{direction} client CPU s/GiB'] / plain[f'{direction} client CPU s/GiB']:.2f}")
+
+    if args.fixed_load:
+        print(f"\nfixed load, medians (min..max) of {args.rounds} rounds:")
+        for variant in VARIANTS:
+            print(f"  {variant:9} " + ", ".join(f"{k} {spread([r[k] for r in loaded[variant]])}" for k in loaded[variant][0]))
+        plain = {k: statistics.median(r[k] for r in loaded["plaintext"]) for k in loaded["plaintext"][0]}
+        for variant in VARIANTS[1:]:
+            median = {k: statistics.median(r[k] for r in loaded[variant]) for k in plain}
+            ratio = median["p99 ms"] / plain["p99 ms"]
+            verdict = "within" if ratio <= TARGET_P99_RATIO else "OVER"
+            print(f"  {variant:9} / plaintext: p99 x{ratio:.2f} ({verdict} the x{TARGET_P99_RATIO} target), "
+                  f"p50 x{median['p50 ms'] / plain['p50 ms']:.2f}, broker cores x{median['broker cores'] / plain['broker cores']:.2f}, "
+                  f"client cores x{median['client cores'] / plain['client cores']:.2f}")
 
     if args.profile:
         print(f"\nwhere the broker's CPU went while producing (JFR, {args.profile}):")
