@@ -204,8 +204,10 @@ class Topology:
 
 def kraft_cluster_id(seed: str) -> str:
     """16 bytes derived from ``seed``, URL-safe base64 as Kafka writes them, never starting with
-    ``-``: Kafka's own ids never do (``kafka-storage format --cluster-id -x...`` reads the id as
-    an option and fails), so a digest that would is derived again."""
+    ``-`` as KRaft's own ids never do (a digest that would is derived again). A ZooKeeper
+    cluster's id may (Kafka 3.9 derives it from a random UUID without that guard), and a
+    migrated environment keeps it: the launchers pass ``--cluster-id=<id>``, which
+    ``kafka-storage format`` cannot read as an option."""
     attempt = 0
     while True:
         suffix = f" {attempt}" if attempt else ""

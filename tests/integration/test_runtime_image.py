@@ -54,6 +54,25 @@ def test_jvms_map_their_classes_from_the_image_archive(docker_client, mode_image
     assert len(shared) > 1000 and len(shared) / len(sources) > 0.9, f"{len(shared)} of {len(sources)} classes shared"
     assert run(docker_client, mode_image, "kafka-topics", "--version").strip().count("\n") == 0
 
+
+def test_the_launcher_formats_with_a_cluster_id_that_starts_with_a_dash(docker_client, mode_image):
+    """A ZooKeeper cluster's id may start with '-' (Kafka 3.9 derives it from a random UUID), and
+    a migrated environment's KRaft nodes are formatted with it: `--cluster-id -x...` would be
+    read as an option. Both lines' kafka-server-start format such a node (3.9's: a migration's
+    controllers); the node's own start is not waited for."""
+    cluster_id = "-" + uuid.uuid4().hex[:21]
+    script = (
+        "mkdir -p /tmp/config /tmp/data && cd /tmp/config && "
+        "printf 'process.roles=controller\\nnode.id=1000\\ncontroller.quorum.voters=1000@localhost:9093\\n"
+        "controller.listener.names=CONTROLLER\\nlisteners=CONTROLLER://:9093\\nlog.dirs=/tmp/data\\n' > server.properties && "
+        f"echo '{cluster_id}' > cluster.id && "
+        "(kafka-server-start /tmp/config/server.properties > /tmp/start.log 2>&1 &) && "
+        "for _ in $(seq 120); do [ -r /tmp/data/meta.properties ] && break; sleep 0.5; done; "
+        "cat /tmp/data/meta.properties || tail -5 /tmp/start.log"
+    )
+    out = run(docker_client, mode_image, "bash", "-c", script)
+    assert f"cluster.id={cluster_id}\n" in out, out[-800:]
+
 @pytest.fixture
 def bare_cluster(docker_client, runtime_image, session_label, tmp_path):
     """One plaintext ZooKeeper and one plaintext broker on a private network."""
