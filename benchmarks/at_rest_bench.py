@@ -11,7 +11,7 @@ one after the other) is its worst case; several partitions overlap those round t
 
     .venv/bin/python benchmarks/at_rest_bench.py [--backend gocryptfs|fscrypt] [--records 200000]
         [--size 1024] [--rounds 9] [--warmup 1] [--partitions 6] [--linger-ms 5] [--payload random|events]
-        [--compression none]
+        [--compression none] [--fixed-load 0.5] [--load-seconds 20]
 
 Prints per round: producer throughput (until every record is acknowledged), throughput until
 the data is synced to disk, the broker container's CPU seconds (its cgroup), the gocryptfs
@@ -19,6 +19,11 @@ daemon's CPU seconds (0 for fscrypt and plain volumes) and the host's busy CPU s
 process and kernel thread, other tenants included: fscrypt's encryption runs in writeback
 workers). Then medians with the min..max spread, and the encrypted/plain ratios of the
 medians against the target: at most 10 % throughput overhead.
+
+``--fixed-load FRACTION`` then offers both volumes the same load, FRACTION of the plain
+volume's saturation rate (its median acked throughput above), for ``--load-seconds`` per
+round, as production brokers rarely run saturated: each record's produce latency (p50, p99)
+and the cores the broker, the gocryptfs daemon and the whole host kept busy meanwhile.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from throughput import (  # benchmarks/ is on sys.path when a script runs
     PAYLOAD_KINDS,
+    fixed_rate,
     payloads,
+    percentile,
     produce_all,
+    produce_at_rate,
 )
 
 from secure_kafka.dockerclient import connect
@@ -68,13 +76,18 @@ def daemon_cpu_seconds(env) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
+def _producer(env, args: argparse.Namespace) -> tuple[AdminClient, str, Producer]:
+    """The admin, a fresh topic, and a producer to it: the same in every round."""
     config = env.admin_mtls_config()
     admin = AdminClient(config)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     kafka_admin.ensure_topic(admin, topic, 1, args.partitions)
-    producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
-                         "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
+    return admin, topic, Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": 1 << 20,
+                                   "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
+
+
+def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
+    admin, topic, producer = _producer(env, args)
     values = payloads(args.payload, args.size)
     broker = env.settings.topology.brokers[0].container
     os.sync()
@@ -97,6 +110,43 @@ def one_round(env, api, args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
+def fixed_load_round(env, api, args: argparse.Namespace, rate: float) -> dict[str, float]:
+    """``rate`` records/s for ``args.load_seconds``: latency percentiles and cores kept busy."""
+    admin, topic, producer = _producer(env, args)
+    values = payloads(args.payload, args.size)
+    producer.produce(topic, values[-1])  # connections and the producer id before the clock starts
+    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    broker = env.settings.topology.brokers[0].container
+    cpu_daemon = daemon_cpu_seconds(env)
+    cpu_broker, cpu_host, start = container_cpu_seconds(api, broker), host_cpu_seconds(), time.monotonic()
+    latencies, queued = produce_at_rate(producer, topic, values, rate, args.load_seconds)
+    seconds = time.monotonic() - start
+    figures = {
+        "offered records/s": queued / args.load_seconds,
+        "p50 ms": percentile(latencies, 0.50) * 1000,
+        "p99 ms": percentile(latencies, 0.99) * 1000,
+        "broker cores": (container_cpu_seconds(api, broker) - cpu_broker) / seconds,
+        "gocryptfs cores": (daemon_cpu_seconds(env) - cpu_daemon) / seconds,
+        "host cores": (host_cpu_seconds() - cpu_host) / seconds,
+    }
+    admin.delete_topics([topic])[topic].result(timeout=30)
+    return figures
+
+
+def print_medians(rounds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each label's medians (min..max) and the encrypted/plain ratios; returns the medians."""
+    medians = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in rounds.items()}
+    for label, runs in rounds.items():
+        print(f"  {label:9} " + ", ".join(
+            f"{k} {medians[label][k]:.2f} ({min(r[k] for r in runs):.2f}..{max(r[k] for r in runs):.2f})"
+            for k in runs[0]))
+    enc, plain = medians["encrypted"], medians["plain"]
+    for key in enc:
+        if plain[key]:
+            print(f"  encrypted/plain {key}: {enc[key] / plain[key]:.2f}")
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=volumes.BACKENDS, default=volumes.DEFAULT_BACKEND)
@@ -109,11 +159,15 @@ def main() -> None:
     parser.add_argument("--compression", default="none", choices=("none", "lz4", "zstd", "snappy", "gzip"))
     parser.add_argument("--payload", default="random", choices=PAYLOAD_KINDS,
                         help="random: incompressible bytes; events: JSON events, what --compression is for")
+    parser.add_argument("--fixed-load", type=float, default=0.0, metavar="FRACTION",
+                        help="then offer both FRACTION of the plain volume's saturation rate: latency and CPU (0: off)")
+    parser.add_argument("--load-seconds", type=float, default=20.0, help="length of each fixed-load round")
     args = parser.parse_args()
     api = connect().api
     labels = {"encrypted": {"encrypted_volumes": True, "volume_backend": args.backend},
               "plain": {"encrypted_volumes": False}}
     rounds: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
+    loaded: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     with contextlib.ExitStack() as stack:
         envs = {label: stack.enter_context(running_environment(
                     Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sk-at-rest-bench-"))), **overrides))
@@ -127,23 +181,27 @@ def main() -> None:
                 figures = one_round(envs[label], api, args)
                 rounds[label].append(figures)
                 print(f"{label:9} round {i + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
-    medians = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in rounds.items()}
+        if args.fixed_load:
+            rate = fixed_rate([r["MiB/s acked"] for r in rounds["plain"]], args.size, args.fixed_load,
+                              args.load_seconds, "the plain volume")
+            for i in range(args.rounds):
+                for label in (labels if i % 2 == 0 else reversed(labels)):
+                    figures = fixed_load_round(envs[label], api, args, rate)
+                    loaded[label].append(figures)
+                    print(f"{label:9} round {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
     print(f"\nmedians (min..max) of {args.rounds} rounds, {args.records} x {args.size} B, {args.partitions} partitions, "
           f"acks=all, mTLS, payload {args.payload}, compression {args.compression}, encrypted = {args.backend}:")
-    for label, runs in rounds.items():
-        print(f"  {label:9} " + ", ".join(
-            f"{k} {medians[label][k]:.1f} ({min(r[k] for r in runs):.1f}..{max(r[k] for r in runs):.1f})"
-            for k in runs[0]))
+    medians = print_medians(rounds)
     enc, plain = medians["encrypted"], medians["plain"]
-    for key in enc:
-        if plain[key]:
-            print(f"  encrypted/plain {key}: {enc[key] / plain[key]:.2f}")
     cpu = (enc["broker CPU s"] + enc["gocryptfs CPU s"]) / plain["broker CPU s"]
     print(f"  encrypted/plain broker + gocryptfs CPU s: {cpu:.2f}")
     overhead = 1 - enc["MiB/s acked"] / plain["MiB/s acked"]
     verdict = "within" if overhead <= TARGET_OVERHEAD else "OVER"
     print(f"producer throughput overhead: {overhead:.1%} ({verdict} the {TARGET_OVERHEAD:.0%} target); "
           f"until synced: {1 - enc['MiB/s synced'] / plain['MiB/s synced']:.1%}")
+    if args.fixed_load:
+        print(f"\nfixed load, medians (min..max) of {args.rounds} rounds:")
+        print_medians(loaded)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,11 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 import broker_profile  # benchmarks/ is on sys.path when a script runs
 from throughput import (
     PAYLOAD_KINDS,
+    fixed_rate,
     payloads,
+    percentile,
     produce_all,
+    produce_at_rate,
 )
 
 from secure_kafka.build.image import ensure_image
@@ -70,7 +73,6 @@ from secure_kafka.testing import running_environment
 
 TARGET_LOSS = 0.10
 TARGET_P99_RATIO = 1.2  # fixed load: TLS's p99 produce latency against PLAINTEXT's
-PACE_S = 0.005  # the fixed load's producer queues what is due every 5 ms
 USER = "bench"
 PREFIX = "bench-"
 VARIANTS = ("plaintext", "sasl_ssl", "mtls")
@@ -171,35 +173,18 @@ def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args,
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     broker = env.settings.topology.brokers[0].container
     values = payloads(args.payload, args.size)
-    latencies: list[float] = []
-    failed: list[str] = []
-
-    def delivered(err, msg) -> None:
-        if err:
-            failed.append(err.str())
-        else:
-            latencies.append(msg.latency())
-
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
     producer.produce(topic, values[-1])  # connections and the producer id before the clock starts
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
     cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-    queued = 0
-    while (elapsed := time.monotonic() - start) < args.load_seconds:
-        for _ in range(int(rate * elapsed) - queued):
-            producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
-            queued += 1
-        producer.poll(0)
-        time.sleep(PACE_S)
-    assert producer.flush(120) == 0 and not failed, failed[:3]
+    latencies, queued = produce_at_rate(producer, topic, values, rate, args.load_seconds)
     seconds = time.monotonic() - start
     admin.delete_topics([topic])[topic].result(timeout=30)
-    latencies.sort()
     return {
         "offered records/s": queued / args.load_seconds,
-        "p50 ms": latencies[len(latencies) // 2] * 1000,
-        "p99 ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "p50 ms": percentile(latencies, 0.50) * 1000,
+        "p99 ms": percentile(latencies, 0.99) * 1000,
         "broker cores": (container_cpu(api, broker) - cpu_broker) / seconds,
         "client cores": (process_cpu() - cpu_client) / seconds,
     }
@@ -302,10 +287,8 @@ def main() -> None:
                 label = f"round {index - args.warmup + 1}" if counted else "warm-up"
                 print(f"{label:8} {variant:9} " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()), flush=True)
         if args.fixed_load:
-            saturation = statistics.median(r["produce MiB/s"] for r in results["plaintext"]) * 2**20 / args.size
-            rate = args.fixed_load * saturation
-            print(f"\nfixed load: {rate:.0f} records/s ({args.fixed_load:.0%} of PLAINTEXT's {saturation:.0f}), "
-                  f"{args.load_seconds:g} s per round", flush=True)
+            rate = fixed_rate([r["produce MiB/s"] for r in results["plaintext"]], args.size, args.fixed_load,
+                              args.load_seconds, "PLAINTEXT")
             for index in range(args.rounds):
                 for variant in VARIANTS[index % 3:] + VARIANTS[:index % 3]:
                     figures = fixed_load_round(env, api, admin, configs[variant], args, rate)

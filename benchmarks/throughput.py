@@ -1,11 +1,13 @@
-"""What the throughput benchmarks share: record payloads, and producing as fast as the client's
-queue allows."""
+"""What the throughput benchmarks share: record payloads, producing as fast as the client's
+queue allows, and producing at a fixed rate with each record's latency."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import statistics
+import time
 import uuid
 
 from confluent_kafka import Producer
@@ -62,3 +64,44 @@ def produce_all(producer: Producer, topic: str, values: list[bytes], count: int)
         produced += len(value)
     assert producer.flush(300) == 0, "records left unacknowledged"
     return produced
+
+
+PACE_S = 0.005  # produce_at_rate queues what is due every 5 ms
+
+
+def produce_at_rate(producer: Producer, topic: str, values: list[bytes], rate: float, seconds: float) -> tuple[list[float], int]:
+    """Offers ``rate`` records/s for ``seconds`` (cycling through ``values``), then waits until
+    every record is acknowledged. Returns each record's latency in seconds, sorted
+    (librdkafka's: from ``produce()`` to its acknowledgement), and how many were queued."""
+    latencies: list[float] = []
+    failed: list[str] = []
+
+    def delivered(err, msg) -> None:
+        if err:
+            failed.append(err.str())
+        else:
+            latencies.append(msg.latency())
+
+    queued, start = 0, time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        for _ in range(int(rate * elapsed) - queued):
+            producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
+            queued += 1
+        producer.poll(0)
+        time.sleep(PACE_S)
+    assert producer.flush(120) == 0 and not failed, failed[:3]
+    return sorted(latencies), queued
+
+
+def fixed_rate(saturated_mib_s: list[float], size: int, fraction: float, seconds: float, reference: str) -> float:
+    """The fixed load's records/s: ``fraction`` of the median saturated throughput of
+    ``reference`` (what the other variants are measured against), announced."""
+    saturation = statistics.median(saturated_mib_s) * 2**20 / size
+    rate = fraction * saturation
+    print(f"\nfixed load: {rate:.0f} records/s ({fraction:.0%} of {reference}'s {saturation:.0f}), {seconds:g} s per round",
+          flush=True)
+    return rate
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
