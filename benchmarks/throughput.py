@@ -72,7 +72,8 @@ PACE_S = 0.005  # produce_at_rate queues what is due every 5 ms
 def produce_at_rate(producer: Producer, topic: str, values: list[bytes], rate: float, seconds: float) -> tuple[list[float], int]:
     """Offers ``rate`` records/s for ``seconds`` (cycling through ``values``), then waits until
     every record is acknowledged. Returns each record's latency in seconds, sorted
-    (librdkafka's: from ``produce()`` to its acknowledgement), and how many were queued."""
+    (librdkafka's: from ``produce()`` to its acknowledgement), and how many were queued: fewer
+    than offered when the cluster cannot keep up and the client's queue stays full."""
     latencies: list[float] = []
     failed: list[str] = []
 
@@ -85,7 +86,11 @@ def produce_at_rate(producer: Producer, topic: str, values: list[bytes], rate: f
     queued, start = 0, time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         for _ in range(int(rate * elapsed) - queued):
-            producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
+            try:
+                producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
+            except BufferError:  # behind: what was not queued in time is not offered
+                producer.poll(0.05)
+                break
             queued += 1
         producer.poll(0)
         time.sleep(PACE_S)
