@@ -88,7 +88,7 @@ def produce_at_rate(producer: Producer, topic: str, values: list[bytes], rate: f
         for _ in range(int(rate * elapsed) - queued):
             try:
                 producer.produce(topic, values[queued % len(values)], on_delivery=delivered)
-            except BufferError:  # behind: what was not queued in time is not offered
+            except BufferError:  # behind: wait for acknowledgements, then catch up as far as the queue allows
                 producer.poll(0.05)
                 break
             queued += 1
