@@ -126,16 +126,22 @@ def container_cpu(api, name: str) -> float:
     return api.stats(name, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
 
-def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profile: Path | None = None) -> dict[str, float]:
+def warmed_producer(admin: AdminClient, config: dict[str, str], args) -> tuple[str, list[bytes], Producer]:
+    """A fresh topic, the round's payloads, and a producer to the topic that has sent one record:
+    connections, handshakes, metadata and the producer id are set up before the clock starts."""
     topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
-    broker = env.settings.topology.brokers[0].container
     values = payloads(args.payload, args.size)
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
-    # Connections, handshakes, metadata and the producer id are set up before the clock starts.
     producer.produce(topic, values[-1])
     assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    return topic, values, producer
+
+
+def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profile: Path | None = None) -> dict[str, float]:
+    broker = env.settings.topology.brokers[0].container
+    topic, values, producer = warmed_producer(admin, config, args)
     figures: dict[str, float] = {}
     profiled = broker_profile.recording(api, broker, profile) if profile else contextlib.nullcontext()
     with profiled:
@@ -169,14 +175,8 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
 
 def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args, rate: float) -> dict[str, float]:
     """``rate`` records/s for ``args.load_seconds``: latency percentiles and cores kept busy."""
-    topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     broker = env.settings.topology.brokers[0].container
-    values = payloads(args.payload, args.size)
-    producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
-                         "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
-    producer.produce(topic, values[-1])  # connections and the producer id before the clock starts
-    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    topic, values, producer = warmed_producer(admin, config, args)
     cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
     latencies, queued = produce_at_rate(producer, topic, values, rate, args.load_seconds)
     seconds = time.monotonic() - start
