@@ -8,6 +8,9 @@ Their content hash is the image tag and a label, so an image is rebuilt only whe
 its inputs changes. Where the Debian base cannot be pulled (no Docker Hub here), it is made with
 ``debootstrap`` from the machine's own apt mirror and imported under the tag the Dockerfile
 names, so the Dockerfile is the same everywhere.
+
+An image carries JDK 17 (Debian bookworm's). JDK 21 (trixie's) can be built beside it, under a
+tag of its own, for the benchmarks to measure (``--jdk 21``); nothing deploys it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "build_inputs",
     "inputs_hash",
     "image_tag",
+    "base_image",
     "debian_mirror",
     "ensure_base",
     "resolve_jars",
@@ -42,7 +46,9 @@ __all__ = [
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 IMAGE_REPOSITORY = "secure-kafka-runtime"
-BASE_IMAGE = "debian:bookworm-slim"
+DEFAULT_JDK = 17
+JDK_SUITES = {17: "bookworm", 21: "trixie"}  # JDK -> the Debian suite that ships it
+BASE_IMAGE = "debian:bookworm-slim"  # DEFAULT_JDK's
 LABEL_INPUTS_HASH = "io.secure-kafka.inputs-hash"
 # Left out of the imported base: caches and docs nobody in a container reads.
 BASE_EXCLUDES = ("./var/cache/apt/archives/*.deb", "./var/lib/apt/lists/*", "./usr/share/doc/*",
@@ -81,8 +87,16 @@ def inputs_hash(mode: str = ZOOKEEPER) -> str:
     return digest.hexdigest()
 
 
-def image_tag(mode: str = ZOOKEEPER) -> str:
-    return f"{IMAGE_REPOSITORY}:{KAFKA_VERSIONS[mode]}-{inputs_hash(mode)[:12]}"
+def image_tag(mode: str = ZOOKEEPER, jdk: int = DEFAULT_JDK) -> str:
+    suffix = "" if jdk == DEFAULT_JDK else f"-jdk{jdk}"
+    return f"{IMAGE_REPOSITORY}:{KAFKA_VERSIONS[mode]}-{inputs_hash(mode)[:12]}{suffix}"
+
+
+def base_image(jdk: int = DEFAULT_JDK) -> str:
+    """The Debian image a runtime image with ``jdk`` starts from (the Dockerfile's FROM)."""
+    if jdk not in JDK_SUITES:
+        raise SecureKafkaError(f"no runtime image with JDK {jdk}: choose one of {', '.join(map(str, JDK_SUITES))}")
+    return f"debian:{JDK_SUITES[jdk]}-slim"
 
 
 def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -111,26 +125,28 @@ def _has_image(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
-def ensure_base(client: docker.DockerClient, progress: Progress = quiet) -> None:
-    if _has_image(client, BASE_IMAGE):
-        progress(f"base image {BASE_IMAGE}: present")
+def ensure_base(client: docker.DockerClient, progress: Progress = quiet, jdk: int = DEFAULT_JDK) -> None:
+    base = base_image(jdk)
+    if _has_image(client, base):
+        progress(f"base image {base}: present")
         return
     try:
-        progress(f"base image {BASE_IMAGE}: pulling")
-        client.images.pull(BASE_IMAGE)
+        progress(f"base image {base}: pulling")
+        client.images.pull(base)
         return
     except docker.errors.APIError as exc:
-        progress(f"base image {BASE_IMAGE}: cannot pull ({exc.explanation or exc}); building it with debootstrap")
+        progress(f"base image {base}: cannot pull ({exc.explanation or exc}); building it with debootstrap")
     if shutil.which("debootstrap") is None:
         raise SecureKafkaError("debootstrap is not installed: run `apt-get install debootstrap` (the setup does)")
     mirror = debian_mirror()
     with tempfile.TemporaryDirectory(prefix="sk-rootfs-") as tmp:
         rootfs, tarball = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
-        run_step("debootstrap", ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror], progress)
+        # The mirror that serves bookworm serves every suite.
+        run_step("debootstrap", ["debootstrap", "--variant=minbase", JDK_SUITES[jdk], str(rootfs), mirror], progress)
         excludes = [f"--exclude={pattern}" for pattern in BASE_EXCLUDES]
         run_step("pack rootfs", ["tar", "-C", str(rootfs), *excludes, "-cf", str(tarball), "."], progress)
-        progress(f"base image {BASE_IMAGE}: importing")
-        repository, tag = BASE_IMAGE.split(":")
+        progress(f"base image {base}: importing")
+        repository, tag = base.split(":")
         client.api.import_image_from_file(str(tarball), repository=repository, tag=tag)
 
 
@@ -164,14 +180,15 @@ def compile_java(sources: list[Path], libs: Path, classes: Path, progress: Progr
 
 
 def ensure_image(
-    client: docker.DockerClient, progress: Progress = quiet, rebuild: bool = False, mode: str = ZOOKEEPER
+    client: docker.DockerClient, progress: Progress = quiet, rebuild: bool = False, mode: str = ZOOKEEPER,
+    jdk: int = DEFAULT_JDK,
 ) -> str:
-    """The tag of ``mode``'s runtime image, built first if no image has its inputs' hash."""
-    tag = image_tag(mode)
+    """The tag of ``mode``'s runtime image with ``jdk``, built first if no image has its inputs' hash."""
+    tag = image_tag(mode, jdk)
     if not rebuild and _has_image(client, tag):
         progress(f"runtime image {tag}: up to date, reused")
         return tag
-    ensure_base(client, progress)
+    ensure_base(client, progress, jdk)
     with tempfile.TemporaryDirectory(prefix="sk-image-") as tmp:
         context = Path(tmp)
         (context / "bin").mkdir()
@@ -184,6 +201,7 @@ def ensure_image(
         last: list[str] = []
         try:
             for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                                          buildargs={"DEBIAN_SUITE": JDK_SUITES[jdk], "JDK": str(jdk)},
                                           labels={LABEL_INPUTS_HASH: inputs_hash(mode)}):
                 if line := (chunk.get("stream") or "").strip():
                     last = (last + [line])[-15:]

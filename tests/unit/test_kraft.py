@@ -197,6 +197,16 @@ def test_each_mode_has_its_own_image_and_inputs():
     assert launcher.parent.parent.name == "kafka-4.4" and "StorageTool format" in launcher.read_text()
 
 
+def test_the_jdk_21_image_is_built_apart_from_trixie_and_never_under_the_default_tag():
+    assert image.base_image() == image.BASE_IMAGE == "debian:bookworm-slim"
+    assert image.base_image(21) == "debian:trixie-slim"
+    assert image.image_tag("zookeeper", 21) == image.image_tag("zookeeper") + "-jdk21"
+    with pytest.raises(SecureKafkaError, match="no runtime image with JDK 11: choose one of 17, 21"):
+        image.base_image(11)
+    dockerfile = (image.DOCKER_DIR / "Dockerfile").read_text()
+    assert "FROM debian:${DEBIAN_SUITE}-slim" in dockerfile and "openjdk-${JDK}-jre-headless" in dockerfile
+
+
 @pytest.mark.parametrize("allowed, level, file_mb", [(True, "DEBUG", 10), (False, "INFO", 1)])
 def test_audit_settings_decide_what_is_logged_and_when_it_rolls_in_either_mode(secrets, allowed, level, file_mb):
     """The authorizers log allowed decisions at DEBUG and denied ones at INFO (auditAllowed);
