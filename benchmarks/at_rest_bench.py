@@ -11,7 +11,7 @@ one after the other) is its worst case; several partitions overlap those round t
 
     .venv/bin/python benchmarks/at_rest_bench.py [--backend gocryptfs|fscrypt] [--records 200000]
         [--size 1024] [--rounds 9] [--warmup 1] [--partitions 6] [--linger-ms 5] [--payload random|events]
-        [--compression none] [--fixed-load 0.5] [--load-seconds 20]
+        [--compression none] [--fixed-load 0.5] [--load-seconds 20] [--gocryptfs-option=-kernel_cache]
 
 Prints per round: producer throughput (until every record is acknowledged), throughput until
 the data is synced to disk, the broker container's CPU seconds (its cgroup), the gocryptfs
@@ -24,6 +24,11 @@ medians against the target: at most 10 % throughput overhead.
 volume's saturation rate (its median acked throughput above), for ``--load-seconds`` per
 round, as production brokers rarely run saturated: each record's produce latency (p50, p99)
 and the cores the broker, the gocryptfs daemon and the whole host kept busy meanwhile.
+
+``--gocryptfs-option=OPTION`` (repeatable; with ``=``, or the option's dash reads as one of
+ours) mounts the encrypted volume with that gocryptfs option too, a lever to measure:
+``-kernel_cache`` keeps the plaintext in the kernel's page cache across opens (gocryptfs
+otherwise has FUSE drop it).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from throughput import (  # benchmarks/ is on sys.path when a script runs
 
 from secure_kafka.dockerclient import connect
 from secure_kafka.ops import kafka_admin
-from secure_kafka.storage import volumes
+from secure_kafka.storage import gocryptfs, volumes
 from secure_kafka.testing import running_environment
 
 TARGET_OVERHEAD = 0.10
@@ -162,7 +167,12 @@ def main() -> None:
     parser.add_argument("--fixed-load", type=float, default=0.0, metavar="FRACTION",
                         help="then offer both FRACTION of the plain volume's saturation rate: latency and CPU (0: off)")
     parser.add_argument("--load-seconds", type=float, default=20.0, help="length of each fixed-load round")
+    parser.add_argument("--gocryptfs-option", action="append", default=[], metavar="OPTION",
+                        help="an extra gocryptfs mount option for the encrypted volume (a lever), e.g. --gocryptfs-option=-kernel_cache")
     args = parser.parse_args()
+    if args.gocryptfs_option and args.backend != "gocryptfs":
+        parser.error("--gocryptfs-option needs --backend gocryptfs")
+    gocryptfs.MOUNT_OPTIONS += tuple(args.gocryptfs_option)
     api = connect().api
     labels = {"encrypted": {"encrypted_volumes": True, "volume_backend": args.backend},
               "plain": {"encrypted_volumes": False}}
@@ -190,7 +200,8 @@ def main() -> None:
                     loaded[label].append(figures)
                     print(f"{label:9} round {i + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
     print(f"\nmedians (min..max) of {args.rounds} rounds, {args.records} x {args.size} B, {args.partitions} partitions, "
-          f"acks=all, mTLS, payload {args.payload}, compression {args.compression}, encrypted = {args.backend}:")
+          f"acks=all, mTLS, payload {args.payload}, compression {args.compression}, encrypted = {args.backend}"
+          f"{' ' + ' '.join(args.gocryptfs_option) if args.gocryptfs_option else ''}:")
     medians = print_medians(rounds)
     enc, plain = medians["encrypted"], medians["plain"]
     cpu = (enc["broker CPU s"] + enc["gocryptfs CPU s"]) / plain["broker CPU s"]

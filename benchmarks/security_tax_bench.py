@@ -9,23 +9,27 @@ the same ACLs, so every variant pays the same authorization and audit logging.
 Per round and variant (the order rotates between rounds): ``--records`` × ``--size`` random
 (incompressible) bytes into a fresh ``--partitions`` topic with acks=all, then a consumer
 reads them all back. Throughput in MiB/s, plus the broker container's CPU seconds (its
-cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB moved.
+cgroup) and this process's CPU seconds (librdkafka's threads run in it) per GiB moved; while
+producing also the kernel's share of the broker's CPU and the broker JVM's read and write
+system calls per MiB (``/proc/PID/io``).
 
     .venv/bin/python benchmarks/security_tax_bench.py [--records 200000] [--size 1024] [--rounds 5]
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
         [--payload random|events] [--pin] [--profile DIR] [--fixed-load 0.5] [--load-seconds 20]
-        [--broker-config num.io.threads=4 num.io.threads=2 ...]
+        [--broker-config num.io.threads=4 num.io.threads=2 ...] [--jdk 21]
 
 ``--pin`` gives each side a CPU of its own (the broker container CPU 1, this process and its
 librdkafka threads CPU 0), so the broker's cost and the client's are measured apart.
-``--profile DIR`` records the broker with Java Flight Recorder during every counted produce
-(benchmarks/broker_profile.py; the recordings stay in DIR) and prints where its CPU went per
-variant: each category's share of the samples, and its CPU seconds per GiB (share x the
-cgroup's figure), with the difference TLS makes.
+``--profile DIR`` samples the broker with async-profiler during every counted produce
+(benchmarks/broker_profile.py; the collapsed stacks stay in DIR, for a flame graph) and prints
+where its CPU went per variant: the kernel's part (from the cgroup), then each category's and
+each thread group's share of the user-space samples and its CPU seconds per GiB (share x the
+cgroup's user figure), with the difference TLS makes.
 
 ``--broker-config KEY=VALUE ...`` sets dynamic broker configs (KIP-226: thread counts, socket
 buffers) on the broker before the first round, one after the other: a lever to try, measured against the same
-run's PLAINTEXT.
+run's PLAINTEXT. ``--jdk 21`` runs the broker on the runtime image built with JDK 21 (Debian
+trixie's) instead of 17, another lever (benchmarks/broker_variant.py).
 
 ``--fixed-load FRACTION`` then offers every variant the same load, FRACTION of PLAINTEXT's
 saturation rate (its median produce throughput above), for ``--load-seconds`` per round, as
@@ -64,7 +68,8 @@ from throughput import (
     produce_at_rate,
 )
 
-from secure_kafka.build.image import ensure_image
+import broker_variant
+from secure_kafka.build.image import DEFAULT_JDK, JDK_SUITES, ensure_image
 from secure_kafka.dockerclient import connect
 from secure_kafka.model.acl import Binding
 from secure_kafka.ops import acladmin, clients, users
@@ -126,6 +131,13 @@ def container_cpu(api, name: str) -> float:
     return api.stats(name, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
 
+def system_calls(api, name: str) -> tuple[int, int]:
+    """(read, write) system calls the container's main process (the broker's JVM) has made."""
+    pid = api.inspect_container(name)["State"]["Pid"]
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def warmed_producer(admin: AdminClient, config: dict[str, str], args) -> tuple[str, list[bytes], Producer]:
     """A fresh topic, the round's payloads, and a producer to the topic that has sent one record:
     connections, handshakes, metadata and the producer id are set up before the clock starts."""
@@ -146,10 +158,18 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
     profiled = broker_profile.recording(api, broker, profile) if profile else contextlib.nullcontext()
     with profiled:
         cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+        user, system = broker_profile.kernel_cpu(api, broker)
+        reads, writes = system_calls(api, broker)
         gib = produce_all(producer, topic, values, args.records) / 2**30
         seconds = time.monotonic() - start
+        user_after, system_after = broker_profile.kernel_cpu(api, broker)
+        reads_after, writes_after = system_calls(api, broker)
     figures["produce MiB/s"] = gib * 1024 / seconds
     figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
+    figures["produce broker kernel %"] = 100 * (system_after - system) / max((user_after - user) + (system_after - system), 1e-9)
+    # Kafka reads a TLS connection one TLS record (at most 16 KiB) at a time.
+    figures["produce broker reads/MiB"] = (reads_after - reads) / (gib * 1024)
+    figures["produce broker writes/MiB"] = (writes_after - writes) / (gib * 1024)
     figures["produce client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
 
     # Assigned partitions, no group join: the clock measures fetching, not a rebalance.
@@ -191,26 +211,34 @@ def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args,
 
 
 def print_profiles(directory: Path, results: dict[str, list[dict[str, float]]]) -> None:
-    """Per variant, where the broker's produce CPU went (all counted rounds' recordings together)."""
-    shares = {}
+    """Per variant, where the broker's produce CPU went (all counted rounds' profiles together):
+    the kernel's part, then user space by what the code does and by which threads ran it."""
+    categories, threads = {}, {}
+    user_cpu = {}  # user-space CPU s/GiB: the samples' shares are of this
     for variant in VARIANTS:
-        by_category, by_method = Counter(), Counter()
-        for path in sorted(directory.glob(f"{variant}-*.jfr")):
-            categories, methods = broker_profile.cpu_samples(path)
-            by_category.update(categories)
-            by_method.update(methods)
-        total = sum(by_category.values())
-        shares[variant] = {name: count / total for name, count in by_category.items()}
-        top = ", ".join(f"{name.rsplit('.', 2)[-2]}.{name.rsplit('.', 1)[-1]} {count / total:.1%}"
-                        for name, count in by_method.most_common(6))
-        print(f"  {variant:9} {total} samples; hottest methods: {top}")
-    cpu = {v: statistics.median(r["produce broker CPU s/GiB"] for r in results[v]) for v in VARIANTS}
-    names = sorted({n for s in shares.values() for n in s}, key=lambda n: -shares["sasl_ssl"].get(n, 0))
-    print(f"\n  {'broker produce CPU, s/GiB (share)':40} " + " ".join(f"{v:>17}" for v in VARIANTS) + "   sasl_ssl - plaintext")
-    for name in names:
-        cells = [f"{shares[v].get(name, 0) * cpu[v]:6.2f} ({shares[v].get(name, 0):5.1%})" for v in VARIANTS]
-        extra = (shares["sasl_ssl"].get(name, 0) * cpu["sasl_ssl"]) - (shares["plaintext"].get(name, 0) * cpu["plaintext"])
-        print(f"  {name:40} " + " ".join(f"{c:>17}" for c in cells) + f"   {extra:+6.2f}")
+        by_category, by_frame, by_thread = Counter(), Counter(), Counter()
+        for path in sorted(directory.glob(f"{variant}-*.collapsed")):
+            found = broker_profile.cpu_samples(path)
+            for total, part in zip((by_category, by_frame, by_thread), found):
+                total.update(part)
+        samples = sum(by_category.values())
+        categories[variant] = {name: count / samples for name, count in by_category.items()}
+        threads[variant] = {name: count / samples for name, count in by_thread.items()}
+        kernel = statistics.median(r["produce broker kernel %"] for r in results[variant]) / 100
+        cpu = statistics.median(r["produce broker CPU s/GiB"] for r in results[variant])
+        user_cpu[variant] = cpu * (1 - kernel)
+        top = ", ".join(f"{broker_profile.short_name(name)} {count / samples:.1%}"
+                        for name, count in by_frame.most_common(8))
+        print(f"  {variant:9} broker CPU {cpu:.2f} s/GiB, kernel {kernel:.0%} of it ({cpu * kernel:.2f} s/GiB); "
+              f"{samples} user-space samples; hottest frames: {top}")
+    for title, shares in (("what the code does", categories), ("which threads", threads)):
+        names = sorted({n for s in shares.values() for n in s}, key=lambda n: -shares["sasl_ssl"].get(n, 0))
+        print(f"\n  {'user-space CPU s/GiB (share): ' + title:48} " + " ".join(f"{v:>17}" for v in VARIANTS)
+              + "   sasl_ssl - plaintext")
+        for name in names:
+            cells = [f"{shares[v].get(name, 0) * user_cpu[v]:6.2f} ({shares[v].get(name, 0):5.1%})" for v in VARIANTS]
+            extra = shares["sasl_ssl"].get(name, 0) * user_cpu["sasl_ssl"] - shares["plaintext"].get(name, 0) * user_cpu["plaintext"]
+            print(f"  {name:48} " + " ".join(f"{c:>17}" for c in cells) + f"   {extra:+6.2f}")
 
 
 def spread(values: list[float]) -> str:
@@ -233,22 +261,30 @@ def main() -> None:
     parser.add_argument("--encrypted-volumes", action="store_true",
                         help="keep the broker's data on an encrypted volume (default: a plain one, so only the wire is measured)")
     parser.add_argument("--pin", action="store_true", help="the broker on CPU 1, this process on CPU 0")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="record the broker with JFR during each counted produce, into DIR")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="sample the broker with async-profiler during each counted produce, into DIR")
     parser.add_argument("--fixed-load", type=float, default=0.0, metavar="FRACTION",
                         help="then offer each variant FRACTION of PLAINTEXT's saturation rate: latency and CPU (0: off)")
     parser.add_argument("--load-seconds", type=float, default=20.0, help="length of each fixed-load round")
     parser.add_argument("--broker-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dynamic broker configs set before the first round (levers to try)")
+    parser.add_argument("--jdk", type=int, default=DEFAULT_JDK, choices=sorted(JDK_SUITES),
+                        help="the broker's JDK (its runtime image is built first when missing)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     api = connect().api
     ensure_image(connect())
+    broker_image = ensure_image(connect(), jdk=args.jdk)
+    if args.profile:
+        broker_image = broker_profile.profiling_image(api, broker_image)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     loaded: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="sk-bench-security-tax-") as root, \
             running_environment(Path(root), "dev", plaintext_loopback=True, encrypted_volumes=args.encrypted_volumes,
                                 progress=lambda line: None) as env:
+        if broker_image != broker_variant.runtime_tag(env):
+            broker_variant.move_broker(env, broker_image)
         users.add(env, USER)
         grant(env)
         configs = client_configs(env)
@@ -270,7 +306,7 @@ def main() -> None:
                       for future in admin.describe_configs(resources).values()):
                 assert time.monotonic() < deadline, f"{pair} not applied within 60 s"
                 time.sleep(1)
-        print(f"dev environment {env.env}: 1 broker (CPU limit {env.settings.profile.broker_cpus:g}, heap "
+        print(f"dev environment {env.env}: 1 broker (JDK {args.jdk}, CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
               f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
@@ -280,7 +316,7 @@ def main() -> None:
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
             for variant in order:
                 counted = index >= args.warmup
-                profile = args.profile / f"{variant}-{index}.jfr" if args.profile and counted else None
+                profile = args.profile / f"{variant}-{index}.collapsed" if args.profile and counted else None
                 figures = one_round(env, api, admin, configs[variant], args, profile)
                 if counted:
                     results[variant].append(figures)
@@ -325,7 +361,7 @@ def main() -> None:
                   f"client cores x{median['client cores'] / plain['client cores']:.2f}")
 
     if args.profile:
-        print(f"\nwhere the broker's CPU went while producing (JFR, {args.profile}):")
+        print(f"\nwhere the broker's CPU went while producing (async-profiler, {args.profile}):")
         print_profiles(args.profile, results)
 
 

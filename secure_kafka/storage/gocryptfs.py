@@ -36,6 +36,9 @@ GOCRYPTFS_PASSWORD_INFO = b"secure-kafka/gocryptfs-password/v1"
 GOCRYPTFS_EXIT_PASSWORD_INCORRECT = 12  # gocryptfs/internal/exitcodes: PasswordIncorrect
 GOCRYPTFS_EXIT_S = 10  # how long an unmounted gocryptfs gets to exit
 GOCRYPTFS_FSTYPE = "fuse.gocryptfs"
+# How a volume is mounted. -nosyslog: see unlock. benchmarks/at_rest_bench.py adds to these to
+# measure a lever (--gocryptfs-option -kernel_cache).
+MOUNT_OPTIONS = ("-q", "-nosyslog", "-allow_other", "-nosuid", "-nodev", "-noexec")
 
 
 def gocryptfs_password(key: bytes) -> bytes:
@@ -167,8 +170,7 @@ class GocryptfsBackend:
             # process group; whatever kills that group (Pulumi ending its provider plugin, a
             # Ctrl-C) kills the logger, and the daemon's next warning dies of SIGPIPE: a dead
             # volume under a running broker. With it, the daemon keeps writing to our log file.
-            code, detail = _gocryptfs(key, volume.storage, "-q", "-nosyslog", "-allow_other", "-nosuid", "-nodev",
-                                      "-noexec", mountpoint=volume.mountpoint)
+            code, detail = _gocryptfs(key, volume.storage, *MOUNT_OPTIONS, mountpoint=volume.mountpoint)
             if code != 0:
                 _remove_mountpoint(volume)
                 if code == GOCRYPTFS_EXIT_PASSWORD_INCORRECT:
