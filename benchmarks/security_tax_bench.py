@@ -17,6 +17,7 @@ system calls per MiB (``/proc/PID/io``).
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
         [--payload random|events] [--pin] [--profile DIR] [--fixed-load 0.5] [--load-seconds 20]
         [--broker-config num.io.threads=4 num.io.threads=2 ...] [--jdk 21]
+        [--broker-property socket.receive.buffer.bytes=1048576 ...]
 
 ``--pin`` gives each side a CPU of its own (the broker container CPU 1, this process and its
 librdkafka threads CPU 0), so the broker's cost and the client's are measured apart.
@@ -29,7 +30,9 @@ cgroup's user figure), with the difference TLS makes.
 ``--broker-config KEY=VALUE ...`` sets dynamic broker configs (KIP-226: thread counts, socket
 buffers) on the broker before the first round, one after the other: a lever to try, measured against the same
 run's PLAINTEXT. ``--jdk 21`` runs the broker on the runtime image built with JDK 21 (Debian
-trixie's) instead of 17, another lever (benchmarks/broker_variant.py).
+trixie's) instead of 17, another lever (benchmarks/broker_variant.py);
+``--broker-property KEY=VALUE ...`` sets static broker configs the same way (the broker is
+started again with them in its ``server.properties``).
 
 ``--fixed-load FRACTION`` then offers every variant the same load, FRACTION of PLAINTEXT's
 saturation rate (its median produce throughput above), for ``--load-seconds`` per round, as
@@ -268,6 +271,8 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=20.0, help="length of each fixed-load round")
     parser.add_argument("--broker-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dynamic broker configs set before the first round (levers to try)")
+    parser.add_argument("--broker-property", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="static broker configs the broker is restarted with (levers to try)")
     parser.add_argument("--jdk", type=int, default=DEFAULT_JDK, choices=sorted(JDK_SUITES),
                         help="the broker's JDK (its runtime image is built first when missing)")
     args = parser.parse_args()
@@ -283,8 +288,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sk-bench-security-tax-") as root, \
             running_environment(Path(root), "dev", plaintext_loopback=True, encrypted_volumes=args.encrypted_volumes,
                                 progress=lambda line: None) as env:
-        if broker_image != broker_variant.runtime_tag(env):
-            broker_variant.move_broker(env, broker_image)
+        properties = dict(pair.split("=", 1) for pair in args.broker_property)
+        if broker_image != broker_variant.runtime_tag(env) or properties:
+            broker_variant.move_broker(env, broker_image, properties)
         users.add(env, USER)
         grant(env)
         configs = client_configs(env)
@@ -310,7 +316,7 @@ def main() -> None:
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
               f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
-              f"{'; broker configs ' + ', '.join(args.broker_config) if args.broker_config else ''}"
+              f"{'; broker configs ' + ', '.join(args.broker_config + args.broker_property) if args.broker_config + args.broker_property else ''}"
               f"{'; broker on CPU 1, client on CPU 0' if args.pin else ''}", flush=True)
         for index in range(args.warmup + args.rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
