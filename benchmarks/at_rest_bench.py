@@ -51,6 +51,7 @@ from throughput import (  # benchmarks/ is on sys.path when a script runs
     percentile,
     produce_all,
     produce_at_rate,
+    warm_up,
 )
 
 from secure_kafka.dockerclient import connect
@@ -119,8 +120,7 @@ def fixed_load_round(env, api, args: argparse.Namespace, rate: float) -> dict[st
     """``rate`` records/s for ``args.load_seconds``: latency percentiles and cores kept busy."""
     admin, topic, producer = _producer(env, args)
     values = payloads(args.payload, args.size)
-    producer.produce(topic, values[-1])  # connections and the producer id before the clock starts
-    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    warm_up(producer, topic, values[-1])
     broker = env.settings.topology.brokers[0].container
     cpu_daemon = daemon_cpu_seconds(env)
     cpu_broker, cpu_host, start = container_cpu_seconds(api, broker), host_cpu_seconds(), time.monotonic()

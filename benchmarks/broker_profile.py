@@ -11,7 +11,7 @@ async-profiler's own launcher; the collapsed stacks are written to the container
 read back the same way.
 
 CPU sampling falls back from perf events (refused in a container) to a per-thread CPU timer,
-so kernel frames are not seen: ``kernel_share`` reads the kernel's part from the cgroup.
+so kernel frames are not seen: ``broker_meter`` reads the kernel's part from the cgroup.
 Each sample counts for the category of its innermost frame (self time), and for its thread's
 group; the shares add up to 100 % of the user-space time sampled.
 """
@@ -128,18 +128,6 @@ def _agent(pid: str, command: str) -> None:
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or "return code: 0" not in output:
         raise RuntimeError(f"async-profiler {command!r} in JVM {pid}: {output[-300:]}")
-
-
-def kernel_cpu(api, container: str) -> tuple[float, float]:
-    """(user, system) CPU seconds of a container's cgroup (cgroup v1 cpuacct; v2 cpu.stat)."""
-    container_id = api.inspect_container(container)["Id"]
-    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.stat")
-    if v1.exists():
-        fields = dict(line.split() for line in v1.read_text().splitlines())
-        return int(fields["user"]) / 100, int(fields["system"]) / 100  # USER_HZ ticks
-    fields = dict(line.split() for line in Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat")
-                  .read_text().splitlines())
-    return int(fields["user_usec"]) / 1e6, int(fields["system_usec"]) / 1e6
 
 
 def frame_name(frame: str) -> str:

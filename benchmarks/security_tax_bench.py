@@ -62,6 +62,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 import broker_profile  # benchmarks/ is on sys.path when a script runs
+from broker_meter import BrokerMeter
 from throughput import (
     PAYLOAD_KINDS,
     fixed_rate,
@@ -69,6 +70,7 @@ from throughput import (
     percentile,
     produce_all,
     produce_at_rate,
+    warm_up,
 )
 
 import broker_variant
@@ -123,56 +125,35 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def container_cpu(api, name: str) -> float:
-    """CPU seconds of a container's cgroup, read at once (the stats API samples for ~1 s)."""
-    container_id = api.inspect_container(name)["Id"]
-    for path in (f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage",  # cgroup v1, cgroupfs driver
-                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"):  # cgroup v2, systemd
-        if Path(path).exists():
-            text = Path(path).read_text()
-            return int(text) / 1e9 if path.endswith(".usage") else int(text.split()[1]) / 1e6
-    return api.stats(name, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
-
-
-def system_calls(api, name: str) -> tuple[int, int]:
-    """(read, write) system calls the container's main process (the broker's JVM) has made."""
-    pid = api.inspect_container(name)["State"]["Pid"]
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["syscr"]), int(fields["syscw"])
-
-
 def warmed_producer(admin: AdminClient, config: dict[str, str], args) -> tuple[str, list[bytes], Producer]:
-    """A fresh topic, the round's payloads, and a producer to the topic that has sent one record:
-    connections, handshakes, metadata and the producer id are set up before the clock starts."""
+    """A fresh topic, the round's payloads, and a producer to the topic, warmed up."""
     topic = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(timeout=30)
     values = payloads(args.payload, args.size)
     producer = Producer({**config, "acks": "all", "linger.ms": args.linger_ms, "batch.size": args.batch_size,
                          "compression.type": args.compression, "queue.buffering.max.kbytes": 1 << 20})
-    producer.produce(topic, values[-1])
-    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+    warm_up(producer, topic, values[-1])
     return topic, values, producer
 
 
 def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profile: Path | None = None) -> dict[str, float]:
     broker = env.settings.topology.brokers[0].container
+    meter = BrokerMeter(api, broker)
     topic, values, producer = warmed_producer(admin, config, args)
     figures: dict[str, float] = {}
     profiled = broker_profile.recording(api, broker, profile) if profile else contextlib.nullcontext()
     with profiled:
-        cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
-        user, system = broker_profile.kernel_cpu(api, broker)
-        reads, writes = system_calls(api, broker)
+        before, cpu_client, start = meter.read(), process_cpu(), time.monotonic()
         gib = produce_all(producer, topic, values, args.records) / 2**30
         seconds = time.monotonic() - start
-        user_after, system_after = broker_profile.kernel_cpu(api, broker)
-        reads_after, writes_after = system_calls(api, broker)
+        after = meter.read()
     figures["produce MiB/s"] = gib * 1024 / seconds
-    figures["produce broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
-    figures["produce broker kernel %"] = 100 * (system_after - system) / max((user_after - user) + (system_after - system), 1e-9)
+    figures["produce broker CPU s/GiB"] = (after.cpu_s - before.cpu_s) / gib
+    kernel, user = after.kernel_s - before.kernel_s, after.user_s - before.user_s
+    figures["produce broker kernel %"] = 100 * kernel / max(user + kernel, 1e-9)
     # Kafka reads a TLS connection one TLS record (at most 16 KiB) at a time.
-    figures["produce broker reads/MiB"] = (reads_after - reads) / (gib * 1024)
-    figures["produce broker writes/MiB"] = (writes_after - writes) / (gib * 1024)
+    figures["produce broker reads/MiB"] = (after.reads - before.reads) / (gib * 1024)
+    figures["produce broker writes/MiB"] = (after.writes - before.writes) / (gib * 1024)
     figures["produce client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
 
     # Assigned partitions, no group join: the clock measures fetching, not a rebalance.
@@ -180,7 +161,7 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
                          "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 4194304})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(args.partitions)])
     received = 0
-    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+    cpu_broker, cpu_client, start = meter.read().cpu_s, process_cpu(), time.monotonic()
     deadline = start + 300
     while received < args.records + 1:  # the warm-up record too
         assert time.monotonic() < deadline, f"consumed only {received} of {args.records} records"
@@ -190,7 +171,7 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
     seconds = time.monotonic() - start
     consumer.close()
     figures["consume MiB/s"] = gib * 1024 / seconds
-    figures["consume broker CPU s/GiB"] = (container_cpu(api, broker) - cpu_broker) / gib
+    figures["consume broker CPU s/GiB"] = (meter.read().cpu_s - cpu_broker) / gib
     figures["consume client CPU s/GiB"] = (process_cpu() - cpu_client) / gib
     admin.delete_topics([topic])[topic].result(timeout=30)  # the disk stays small over many rounds
     return figures
@@ -198,9 +179,9 @@ def one_round(env, api, admin: AdminClient, config: dict[str, str], args, profil
 
 def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args, rate: float) -> dict[str, float]:
     """``rate`` records/s for ``args.load_seconds``: latency percentiles and cores kept busy."""
-    broker = env.settings.topology.brokers[0].container
+    meter = BrokerMeter(api, env.settings.topology.brokers[0].container)
     topic, values, producer = warmed_producer(admin, config, args)
-    cpu_broker, cpu_client, start = container_cpu(api, broker), process_cpu(), time.monotonic()
+    cpu_broker, cpu_client, start = meter.read().cpu_s, process_cpu(), time.monotonic()
     latencies, queued = produce_at_rate(producer, topic, values, rate, args.load_seconds)
     seconds = time.monotonic() - start
     admin.delete_topics([topic])[topic].result(timeout=30)
@@ -208,7 +189,7 @@ def fixed_load_round(env, api, admin: AdminClient, config: dict[str, str], args,
         "offered records/s": queued / args.load_seconds,
         "p50 ms": percentile(latencies, 0.50) * 1000,
         "p99 ms": percentile(latencies, 0.99) * 1000,
-        "broker cores": (container_cpu(api, broker) - cpu_broker) / seconds,
+        "broker cores": (meter.read().cpu_s - cpu_broker) / seconds,
         "client cores": (process_cpu() - cpu_client) / seconds,
     }
 

@@ -66,6 +66,13 @@ def produce_all(producer: Producer, topic: str, values: list[bytes], count: int)
     return produced
 
 
+def warm_up(producer: Producer, topic: str, value: bytes) -> None:
+    """One record, acknowledged: connections, handshakes, metadata and the producer id are set
+    up before a round's clock starts."""
+    producer.produce(topic, value)
+    assert producer.flush(60) == 0, "the warm-up record was not acknowledged"
+
+
 PACE_S = 0.005  # produce_at_rate queues what is due every 5 ms
 
 
