@@ -25,6 +25,10 @@ class Outcome:
     duplicated: int  # consumed more than once
     failed: int  # delivery reports with an error (not acknowledged: allowed, not counted as lost)
     longest_stall_s: float  # the longest time without an acknowledgement, from the fault's start
+    # When a record is lost or duplicated: where (partitions, offsets), whether the lost ones are
+    # in the partition's log after all (the consumer missed them) or not (the cluster lost
+    # them), and the consumer's errors. Empty when every record came once.
+    diagnosis: str = ""
 
     def assert_every_record_once(self) -> None:
         """Every record sent was acknowledged (no delivery failed) and consumed exactly once."""
@@ -58,11 +62,15 @@ class SteadyTraffic:
         self._producer = Producer({**producer_config, "acks": "all", "enable.idempotence": True,
                                    "max.in.flight.requests.per.connection": 1,
                                    "delivery.timeout.ms": 300000, "linger.ms": 50})
-        self._consumer = Consumer({**consumer_config, "group.id": f"faults-{uuid.uuid4().hex[:8]}",
-                                   "enable.auto.commit": False})
+        # An offset out of range is an error, not a silent jump to the partition's end (the
+        # default), so a consumer that skipped records says so.
+        self._consumer_config = {**consumer_config, "enable.auto.commit": False, "auto.offset.reset": "error"}
+        self._consumer = Consumer({**self._consumer_config, "group.id": f"faults-{uuid.uuid4().hex[:8]}"})
         self.acked: list[tuple[float, bytes]] = []
+        self.positions: dict[bytes, tuple[int, int]] = {}  # acknowledged record -> (partition, offset)
         self.failed: list[str] = []
         self.consumed: list[bytes] = []
+        self.consumer_errors: list[str] = []
         self.sent = 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._produce, daemon=True),
@@ -83,6 +91,7 @@ class SteadyTraffic:
             self.failed.append(err.str())
         else:
             self.acked.append((time.monotonic(), msg.value()))
+            self.positions[msg.value()] = (msg.partition(), msg.offset())
 
     def _produce(self) -> None:
         started = time.monotonic()
@@ -108,6 +117,7 @@ class SteadyTraffic:
                     self.consumed.append(message.value())
                 quiet_since = None
             elif message is not None and message.error().code() != KafkaError._PARTITION_EOF:
+                self.consumer_errors.append(f"{time.monotonic():.1f} partition {message.partition()}: {message.error().str()}")
                 continue
             elif self._stop.is_set() and not self._threads[0].is_alive():
                 # The producer has flushed: read on until every acknowledged record is in, or 60 s of nothing.
@@ -135,12 +145,50 @@ class SteadyTraffic:
         times = ([fault_started] if fault_started is not None else []) + times
         acked = [value for _, value in self.acked]
         counts = Counter(self.consumed)
+        lost = set(acked) - set(counts)
+        duplicated = sum(n - 1 for n in counts.values())
         return Outcome(
             sent=self.sent,
             acked=len(acked),
             consumed=len(self.consumed),
-            lost=len(set(acked) - set(counts)),
-            duplicated=sum(n - 1 for n in counts.values()),
+            lost=len(lost),
+            duplicated=duplicated,
             failed=len(self.failed),
             longest_stall_s=max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else float("inf"),
+            diagnosis=self._diagnose(lost) if lost or duplicated else "",
         )
+
+    def _diagnose(self, lost: set[bytes]) -> str:
+        """Where the lost records were written, and which of them a fresh consumer finds in the
+        log now; plus the consumer's first errors."""
+        try:
+            in_log = self._read_all()
+        except Exception as exc:  # the diagnosis must not hide the failure it explains
+            return f"the log could not be read again: {exc}"
+        lines = []
+        for partition in range(self.partitions):
+            offsets = sorted(self.positions[v][1] for v in lost if self.positions[v][0] == partition)
+            if offsets:
+                found = sum(1 for v in lost if self.positions[v][0] == partition and v in in_log)
+                lines.append(f"partition {partition}: {len(offsets)} lost at offsets {offsets[0]}..{offsets[-1]}, "
+                             f"{found} of them in the log now")
+        lines += self.consumer_errors[:5]
+        return "; ".join(lines)
+
+    def _read_all(self) -> set[bytes]:
+        """This run's records in the topic's log, read by a fresh consumer up to the high watermarks."""
+        consumer = Consumer({**self._consumer_config, "group.id": f"recount-{uuid.uuid4().hex[:8]}"})
+        try:
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
+                    for p in range(self.partitions)}
+            consumer.assign([TopicPartition(self.topic, p, 0) for p in range(self.partitions)])
+            found, positions = set(), {p: 0 for p in range(self.partitions)}
+            deadline = time.monotonic() + 60
+            while any(positions[p] < ends[p] for p in ends) and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and not message.error():
+                    positions[message.partition()] = message.offset() + 1
+                    found.add(message.value())
+            return found
+        finally:
+            consumer.close()
