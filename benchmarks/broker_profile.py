@@ -19,15 +19,13 @@ group; the shares add up to 100 % of the user-space time sampled.
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 import subprocess
-import tarfile
-import tempfile
-import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+
+import broker_variant
 
 PROFILER_VERSION = "4.2"
 PROFILER_ARTIFACT = f"tools.profiler:async-profiler:{PROFILER_VERSION}:jar:linux-x64"
@@ -72,38 +70,15 @@ OTHER_THREADS = "other threads"
 
 
 def library() -> Path:
-    """async-profiler's Linux x64 library, fetched once with Maven (like the image's jars)."""
-    target = CACHE / "libasyncProfiler.so"
-    if not target.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["mvn", "-B", "-q", "-ntp", "dependency:copy", f"-Dartifact={PROFILER_ARTIFACT}",
-                            f"-DoutputDirectory={tmp}"], check=True, timeout=600)
-            jar = next(Path(tmp).glob("async-profiler-*.jar"))
-            with zipfile.ZipFile(jar) as archive:
-                partial = target.with_suffix(".part")
-                partial.write_bytes(archive.read("linux-x64/libasyncProfiler.so"))
-                partial.rename(target)
-    return target
+    """async-profiler's Linux x64 library."""
+    return broker_variant.from_maven(PROFILER_ARTIFACT, CACHE, "linux-x64/libasyncProfiler.so")
 
 
 def profiling_image(api, runtime_tag: str) -> str:
     """``runtime_tag`` with async-profiler's library at ``LIBRARY``, built once."""
-    tag = f"{runtime_tag}-async-profiler-{PROFILER_VERSION}"
-    if api.images(name=tag):
-        return tag
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        dockerfile = f"FROM {runtime_tag}\nCOPY libasyncProfiler.so {LIBRARY}\n".encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-        tar.add(str(library()), arcname="libasyncProfiler.so")
-    context.seek(0)
-    for chunk in api.build(fileobj=context, custom_context=True, tag=tag, rm=True, decode=True):
-        if "error" in chunk:
-            raise RuntimeError(f"building {tag}: {chunk['error'].strip()}")
-    return tag
+    return broker_variant.variant_image(api, f"{runtime_tag}-async-profiler-{PROFILER_VERSION}",
+                                        f"FROM {runtime_tag}\nCOPY libasyncProfiler.so {LIBRARY}\n",
+                                        {"libasyncProfiler.so": library()})
 
 
 @contextlib.contextmanager

@@ -6,6 +6,12 @@ and keeps its volume (its topics, SCRAM credentials and ACLs stay)."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
 
 from secure_kafka.build.plan import ContainerSpec
 from secure_kafka.dockerclient import connect
@@ -32,3 +38,42 @@ def move_broker(env, image: str, properties: dict[str, str] | None = None) -> No
     containers = tuple(changed_broker(spec, image, properties or {}) if spec.role == "broker" else spec
                        for spec in plan.containers)
     DockerEngine(connect(), env.project.root, env.progress).apply(dataclasses.replace(plan, containers=containers))
+
+
+def variant_image(api, tag: str, dockerfile: str, files: dict[str, Path]) -> str:
+    """Image ``tag`` built once from ``dockerfile`` (its ``FROM`` a runtime image), with
+    ``files`` (name in the build context -> path here) beside it."""
+    if api.images(name=tag):
+        return tag
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile.encode())
+        tar.addfile(info, io.BytesIO(dockerfile.encode()))
+        for name, path in files.items():
+            tar.add(str(path), arcname=name)
+    context.seek(0)
+    for chunk in api.build(fileobj=context, custom_context=True, tag=tag, rm=True, decode=True):
+        if "error" in chunk:
+            raise RuntimeError(f"building {tag}: {chunk['error'].strip()}")
+    return tag
+
+
+def from_maven(artifact: str, cache: Path, member: str | None = None) -> Path:
+    """A Maven artifact's jar (or, with ``member``, that file inside it), fetched once with
+    Maven (like the image's jars) into ``cache``."""
+    target = cache / (Path(member).name if member else f"{artifact.split(':')[1]}.jar")
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["mvn", "-B", "-q", "-ntp", "dependency:copy", f"-Dartifact={artifact}",
+                            f"-DoutputDirectory={tmp}"], check=True, timeout=600)
+            jar = next(Path(tmp).glob("*.jar"))
+            partial = target.with_suffix(".part")
+            if member:
+                with zipfile.ZipFile(jar) as archive:
+                    partial.write_bytes(archive.read(member))
+            else:
+                partial.write_bytes(jar.read_bytes())
+            partial.rename(target)
+    return target

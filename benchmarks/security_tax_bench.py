@@ -74,8 +74,10 @@ from throughput import (
 )
 
 import broker_variant
+import jsse_provider
 from secure_kafka.build.image import DEFAULT_JDK, JDK_SUITES, ensure_image
 from secure_kafka.dockerclient import connect
+from secure_kafka.errors import SecureKafkaError
 from secure_kafka.model.acl import Binding
 from secure_kafka.ops import acladmin, clients, users
 from secure_kafka.pki.secretstore import scram_password_name
@@ -256,12 +258,16 @@ def main() -> None:
                         help="static broker configs the broker is restarted with (levers to try)")
     parser.add_argument("--jdk", type=int, default=DEFAULT_JDK, choices=sorted(JDK_SUITES),
                         help="the broker's JDK (its runtime image is built first when missing)")
+    parser.add_argument("--jsse", default="jdk", choices=("jdk", "conscrypt"),
+                        help="the broker's TLS provider: the JDK's own, or Conscrypt (BoringSSL) first")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     api = connect().api
     ensure_image(connect())
     broker_image = ensure_image(connect(), jdk=args.jdk)
+    if args.jsse == "conscrypt":
+        broker_image = jsse_provider.conscrypt_image(api, broker_image)
     if args.profile:
         broker_image = broker_profile.profiling_image(api, broker_image)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
@@ -270,8 +276,16 @@ def main() -> None:
             running_environment(Path(root), "dev", plaintext_loopback=True, encrypted_volumes=args.encrypted_volumes,
                                 progress=lambda line: None) as env:
         properties = dict(pair.split("=", 1) for pair in args.broker_property)
+        if args.jsse == "conscrypt":
+            properties = {**jsse_provider.BROKER_PROPERTIES, **properties}
         if broker_image != broker_variant.runtime_tag(env) or properties:
-            broker_variant.move_broker(env, broker_image, properties)
+            try:
+                broker_variant.move_broker(env, broker_image, properties)
+            except SecureKafkaError:
+                if args.jsse != "conscrypt":
+                    raise
+                broker = env.settings.topology.brokers[0].container
+                raise SystemExit(f"the broker did not start with Conscrypt: {jsse_provider.first_error(api, broker)}")
         users.add(env, USER)
         grant(env)
         configs = client_configs(env)
@@ -293,12 +307,14 @@ def main() -> None:
                       for future in admin.describe_configs(resources).values()):
                 assert time.monotonic() < deadline, f"{pair} not applied within 60 s"
                 time.sleep(1)
-        print(f"dev environment {env.env}: 1 broker (JDK {args.jdk}, CPU limit {env.settings.profile.broker_cpus:g}, heap "
+        print(f"dev environment {env.env}: 1 broker (JDK {args.jdk}, JSSE provider {args.jsse}, CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
               f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
               f"{'; broker configs ' + ', '.join(args.broker_config + args.broker_property) if args.broker_config + args.broker_property else ''}"
               f"{'; broker on CPU 1, client on CPU 0' if args.pin else ''}", flush=True)
+        if args.jsse == "conscrypt":
+            print(f"Conscrypt in the broker's JVM: {jsse_provider.in_use(api, env.settings.topology.brokers[0].container)}")
         for index in range(args.warmup + args.rounds):
             order = VARIANTS[index % 3:] + VARIANTS[:index % 3]  # no variant always runs first
             for variant in order:
