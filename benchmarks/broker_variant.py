@@ -77,3 +77,12 @@ def from_maven(artifact: str, cache: Path, member: str | None = None) -> Path:
                 partial.write_bytes(jar.read_bytes())
             partial.rename(target)
     return target
+
+
+def collector_image(api, runtime_tag: str, collector: str) -> str:
+    """``runtime_tag`` with every JVM on another garbage collector (``ParallelGC``, ``SerialGC``):
+    the image's launcher names G1, and a second collector option would conflict with it."""
+    dockerfile = (f"FROM {runtime_tag}\nUSER root\n"
+                  f"RUN sed -i 's/-XX:+UseG1GC/-XX:+Use{collector}/' /opt/kafka/bin/kafka-run-class "
+                  f"&& grep -q -- '-XX:+Use{collector}' /opt/kafka/bin/kafka-run-class\nUSER 10001:10001\n")
+    return variant_image(api, f"{runtime_tag}-{collector.lower()}", dockerfile, {})

@@ -17,7 +17,7 @@ system calls per MiB (``/proc/PID/io``).
         [--warmup 1] [--partitions 6] [--linger-ms 20] [--batch-size 1048576] [--compression none]
         [--payload random|events] [--pin] [--profile DIR] [--fixed-load 0.5] [--load-seconds 20]
         [--broker-config num.io.threads=4 num.io.threads=2 ...] [--jdk 21]
-        [--broker-property socket.receive.buffer.bytes=1048576 ...]
+        [--broker-property socket.receive.buffer.bytes=1048576 ...] [--gc ParallelGC] [--jsse conscrypt]
 
 ``--pin`` gives each side a CPU of its own (the broker container CPU 1, this process and its
 librdkafka threads CPU 0), so the broker's cost and the client's are measured apart.
@@ -32,7 +32,9 @@ buffers) on the broker before the first round, one after the other: a lever to t
 run's PLAINTEXT. ``--jdk 21`` runs the broker on the runtime image built with JDK 21 (Debian
 trixie's) instead of 17, another lever (benchmarks/broker_variant.py);
 ``--broker-property KEY=VALUE ...`` sets static broker configs the same way (the broker is
-started again with them in its ``server.properties``).
+started again with them in its ``server.properties``). ``--gc ParallelGC`` (or ``SerialGC``)
+runs the broker's JVM on another collector than G1, ``--jsse conscrypt`` its listeners' TLS on
+Conscrypt (benchmarks/jsse_provider.py).
 
 ``--fixed-load FRACTION`` then offers every variant the same load, FRACTION of PLAINTEXT's
 saturation rate (its median produce throughput above), for ``--load-seconds`` per round, as
@@ -258,6 +260,8 @@ def main() -> None:
                         help="static broker configs the broker is restarted with (levers to try)")
     parser.add_argument("--jdk", type=int, default=DEFAULT_JDK, choices=sorted(JDK_SUITES),
                         help="the broker's JDK (its runtime image is built first when missing)")
+    parser.add_argument("--gc", default="G1GC", choices=("G1GC", "ParallelGC", "SerialGC"),
+                        help="the broker's garbage collector (the image's is G1)")
     parser.add_argument("--jsse", default="jdk", choices=("jdk", "conscrypt"),
                         help="the broker's TLS provider: the JDK's own, or Conscrypt (BoringSSL) first")
     args = parser.parse_args()
@@ -266,6 +270,8 @@ def main() -> None:
     api = connect().api
     ensure_image(connect())
     broker_image = ensure_image(connect(), jdk=args.jdk)
+    if args.gc != "G1GC":
+        broker_image = broker_variant.collector_image(api, broker_image, args.gc)
     if args.jsse == "conscrypt":
         broker_image = jsse_provider.conscrypt_image(api, broker_image)
     if args.profile:
@@ -307,7 +313,7 @@ def main() -> None:
                       for future in admin.describe_configs(resources).values()):
                 assert time.monotonic() < deadline, f"{pair} not applied within 60 s"
                 time.sleep(1)
-        print(f"dev environment {env.env}: 1 broker (JDK {args.jdk}, JSSE provider {args.jsse}, CPU limit {env.settings.profile.broker_cpus:g}, heap "
+        print(f"dev environment {env.env}: 1 broker (JDK {args.jdk}, {args.gc}, JSSE provider {args.jsse}, CPU limit {env.settings.profile.broker_cpus:g}, heap "
               f"{env.settings.profile.broker_heap_mb} MiB), SASL_SSL negotiates {negotiated(env)}; "
               f"{args.records} x {args.size} B, {args.partitions} partitions, acks=all, linger.ms={args.linger_ms}, "
               f"batch.size={args.batch_size}, compression={args.compression}, payload={args.payload}"
