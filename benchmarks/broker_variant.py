@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -61,21 +62,24 @@ def variant_image(api, tag: str, dockerfile: str, files: dict[str, Path]) -> str
 
 def from_maven(artifact: str, cache: Path, member: str | None = None) -> Path:
     """A Maven artifact's jar (or, with ``member``, that file inside it), fetched once with
-    Maven (like the image's jars) into ``cache``."""
-    target = cache / (Path(member).name if member else f"{artifact.split(':')[1]}.jar")
-    if not target.exists():
+    Maven (like the image's jars) into ``cache``; the jar is fetched once for all its members."""
+    jar = cache / f"{artifact.split(':')[1]}.jar"
+    target = cache / Path(member).name if member else jar
+    if target.exists():
+        return target
+    if not jar.exists():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(["mvn", "-B", "-q", "-ntp", "dependency:copy", f"-Dartifact={artifact}",
                             f"-DoutputDirectory={tmp}"], check=True, timeout=600)
-            jar = next(Path(tmp).glob("*.jar"))
-            partial = target.with_suffix(".part")
-            if member:
-                with zipfile.ZipFile(jar) as archive:
-                    partial.write_bytes(archive.read(member))
-            else:
-                partial.write_bytes(jar.read_bytes())
-            partial.rename(target)
+            partial = jar.with_suffix(".part")
+            shutil.move(next(Path(tmp).glob("*.jar")), partial)  # the cache may be on another filesystem
+            partial.rename(jar)
+    if member:
+        partial = target.with_suffix(".part")
+        with zipfile.ZipFile(jar) as archive:
+            partial.write_bytes(archive.read(member))
+        partial.rename(target)
     return target
 
 

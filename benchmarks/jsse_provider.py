@@ -42,7 +42,8 @@ JAVA_OPTIONS = ("-Djava.security.properties=/opt/conscrypt/java.security "
 
 def files() -> dict[str, Path]:
     """The jar, its native library and the provider list, for the image's build context."""
-    jar, native = broker_variant.from_maven(ARTIFACT, CACHE), broker_variant.from_maven(ARTIFACT, CACHE, f"META-INF/native/{NATIVE}")
+    jar = broker_variant.from_maven(ARTIFACT, CACHE)
+    native = broker_variant.from_maven(ARTIFACT, CACHE, f"META-INF/native/{NATIVE}")
     security = CACHE / "java.security"
     security.write_text("".join(f"security.provider.{n}={name}\n" for n, name in enumerate(PROVIDERS, 1)))
     return {"conscrypt.jar": jar, NATIVE: native, "java.security": security}

@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--gc", default="G1GC", choices=("G1GC", "ParallelGC", "SerialGC"),
                         help="the broker's garbage collector (the image's is G1)")
     parser.add_argument("--jsse", default="jdk", choices=("jdk", "conscrypt"),
-                        help="the broker's TLS provider: the JDK's own, or Conscrypt (BoringSSL) first")
+                        help="the TLS provider of the broker's listeners: the JDK's own, or Conscrypt (BoringSSL)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
